@@ -1,0 +1,427 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) TaylorDash operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: health_poll
+short_description: Poll an HTTP endpoint until it is healthy, or fail at a deadline
+description:
+  - Sends requests to O(url) every O(interval) seconds until O(success_threshold) answers in a row
+    are as expected (status in O(status_codes) and, if given, body matching O(body_regex)), or
+    until O(timeout) seconds have passed.
+  - Reports how long recovery took and the latency of the successful requests, so a rollback can
+    say when the service came back instead of sleeping a fixed time and hoping.
+  - Read-only; it never changes anything and polls for real in check mode too.
+version_added: 0.1.0
+author: TaylorDash operations team (@taylordash)
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - The module only reads, so it polls in check mode exactly as in a normal run.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in diff_mode mode).
+    support: none
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: full
+  action_group:
+    description: Use C(group/taylordash.rollback.rollback) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - taylordash.rollback.rollback
+options:
+  url:
+    description: HTTP or HTTPS URL to poll.
+    type: str
+    required: true
+  method:
+    description: HTTP method.
+    type: str
+    default: GET
+    choices: [GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS]
+  body:
+    description: Request body, sent as given (set a C(Content-Type) in O(headers) if the server needs one).
+    type: str
+  headers:
+    description:
+      - Request headers, for example an C(X-API-Key).
+      - Treated as secret as a whole (C(no_log)); results list the header names only, and Ansible
+        masks each value wherever it would appear in output, so a short, common value (say V(1))
+        also masks that text elsewhere in the result.
+    type: dict
+    default: {}
+  timeout:
+    description: Deadline in seconds for the whole poll, from the first request.
+    type: float
+    default: 60
+  interval:
+    description:
+      - Seconds between the starts of two requests. A request that takes longer than this is
+        followed at once by the next one.
+    type: float
+    default: 0.25
+  request_timeout:
+    description:
+      - Seconds one request may take; a slower answer counts as a failure.
+      - Never more than what is left until the deadline.
+    type: float
+    default: 5
+  success_threshold:
+    description:
+      - Number of successful answers in a row needed to call the endpoint healthy. A failed answer
+        resets the count.
+      - Two by default, so a single lucky answer from a flapping service is not enough.
+    type: int
+    default: 2
+  status_codes:
+    description: HTTP status codes that count as success.
+    type: list
+    elements: int
+    default: [200]
+  body_regex:
+    description:
+      - Python regular expression that must be found (C(re.search)) in the body for success.
+      - Only the first O(max_body_bytes) bytes of the body are searched.
+    type: str
+  max_body_bytes:
+    description: How many bytes of each answer body are read.
+    type: int
+    default: 65536
+  validate_certs:
+    description: Verify the server certificate and host name of an HTTPS URL.
+    type: bool
+    default: true
+  ca_path:
+    description: PEM file of CA certificates to verify the server with, for a private CA.
+    type: path
+  follow_redirects:
+    description:
+      - Follow 3xx redirects. Off by default, so a redirect (for example HTTP to HTTPS) shows as its
+        own status code, as with C(curl) without C(-L).
+    type: bool
+    default: false
+  use_proxy:
+    description: Use the proxy given by the C(http_proxy)/C(https_proxy) environment variables, if any.
+    type: bool
+    default: true
+notes:
+  - The poll loop runs on a monotonic clock and sleeps only for what is left of O(interval), never
+    past the deadline.
+  - RV(elapsed) counts from the start of the first request to the end of the request that made the
+    endpoint healthy.
+seealso:
+  - module: ansible.builtin.uri
+  - module: ansible.builtin.wait_for
+  - module: taylordash.rollback.image_retag
+"""
+
+EXAMPLES = r"""
+- name: Wait until the backend answers ready twice in a row, at most 60 seconds
+  taylordash.rollback.health_poll:
+    url: http://localhost:3000/health/ready
+  register: backend_health
+
+- name: Report the recovery time
+  ansible.builtin.debug:
+    msg: "Backend healthy after {{ backend_health.elapsed }} s, p95 latency {{ backend_health.latency.p95 }} s"
+
+- name: Check an authenticated API answers with projects
+  taylordash.rollback.health_poll:
+    url: http://localhost:3000/api/v1/projects
+    headers:
+      X-API-Key: "{{ stack_api_key }}"
+    body_regex: '"projects"'
+    success_threshold: 3
+    timeout: 30
+
+- name: Probe the TLS front with a private CA
+  taylordash.rollback.health_poll:
+    url: https://localhost:8443/
+    ca_path: /opt/taylordash/ssl/ca.pem
+    status_codes: [200, 204]
+"""
+
+RETURN = r"""
+healthy:
+  description: Whether the endpoint reached O(success_threshold) successes in a row before the deadline.
+  returned: always
+  type: bool
+  sample: true
+url:
+  description: The polled URL.
+  returned: always
+  type: str
+  sample: http://localhost:3000/health/ready
+attempts:
+  description: Number of requests sent.
+  returned: always
+  type: int
+  sample: 5
+consecutive_successes:
+  description: Successful answers in a row at the end of the poll.
+  returned: always
+  type: int
+  sample: 2
+elapsed:
+  description:
+    - Seconds from the start of the first request until the endpoint was healthy, or until the
+      poll gave up.
+  returned: always
+  type: float
+  sample: 0.743
+first_success_elapsed:
+  description: Seconds from the start of the first request to the end of the first successful one; V(null) if none succeeded.
+  returned: always
+  type: float
+  sample: 0.512
+latency:
+  description: Latency in seconds of the successful requests; the figures are V(null) when none succeeded.
+  returned: always
+  type: dict
+  contains:
+    count:
+      description: Number of successful requests measured.
+      type: int
+      sample: 2
+    min:
+      description: Fastest successful request.
+      type: float
+      sample: 0.0011
+    p50:
+      description: Median (nearest rank).
+      type: float
+      sample: 0.0013
+    p95:
+      description: 95th percentile (nearest rank).
+      type: float
+      sample: 0.0016
+    max:
+      description: Slowest successful request.
+      type: float
+      sample: 0.0016
+last_status:
+  description: HTTP status of the last answer; V(null) if the last request got no answer.
+  returned: always
+  type: int
+  sample: 200
+last_error:
+  description:
+    - Why the last request did not count as a success (connection error, timeout, unexpected
+      status, body mismatch); V(null) if it succeeded.
+  returned: always
+  type: str
+  sample: 'connection failed: Connection refused'
+request_headers:
+  description: Names of the request headers sent (values are never returned).
+  returned: always
+  type: list
+  elements: str
+  sample: [X-API-Key]
+msg:
+  description: Summary; on failure names the URL, the deadline and the last status or error.
+  returned: always
+  type: str
+  sample: http://localhost:3000/health/ready healthy after 0.74 s (2 successes in a row, 5 attempts).
+"""
+
+import re
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.taylordash.rollback.plugins.module_utils._http_probe import (
+    build_opener,
+    probe,
+)
+
+
+def percentile(sorted_values, pct):
+    """Nearest-rank percentile of an ascending list; None when empty."""
+    if not sorted_values:
+        return None
+    rank = int(-(-pct * len(sorted_values) // 100))  # ceil without floats drifting
+    rank = min(max(rank, 1), len(sorted_values))
+    return sorted_values[rank - 1]
+
+
+def latency_figures(values):
+    ordered = sorted(values)
+    return dict(
+        count=len(ordered),
+        min=round(ordered[0], 6) if ordered else None,
+        p50=round(percentile(ordered, 50), 6) if ordered else None,
+        p95=round(percentile(ordered, 95), 6) if ordered else None,
+        max=round(ordered[-1], 6) if ordered else None,
+    )
+
+
+def judge(result, status_codes, body_pattern):
+    """None when the answer counts as a success, else the reason it does not. Pure."""
+    if result.status is None:
+        return result.error or 'no answer'
+    if result.status not in status_codes:
+        return 'status %s not in %s' % (result.status, list(status_codes))
+    if body_pattern is not None and not body_pattern.search(result.body or ''):
+        return 'body does not match %r (status %s)' % (body_pattern.pattern, result.status)
+    return None
+
+
+class Poller(object):
+    """Deadline-bounded poll loop. ``send`` does one request (given its timeout) and returns a
+    ProbeResult; ``clock`` and ``sleep`` are injectable so unit tests run without waiting."""
+
+    def __init__(self, send, timeout, interval, request_timeout, success_threshold,
+                 status_codes, body_pattern=None, clock=time.monotonic, sleep=time.sleep):
+        self.send = send
+        self.timeout = timeout
+        self.interval = interval
+        self.request_timeout = request_timeout
+        self.success_threshold = success_threshold
+        self.status_codes = status_codes
+        self.body_pattern = body_pattern
+        self.clock = clock
+        self.sleep = sleep
+
+    def run(self):
+        start = self.clock()
+        deadline = start + self.timeout
+        attempts = 0
+        consecutive = 0
+        latencies = []
+        first_success = None
+        last = None
+        last_error = None
+        healthy = False
+        while True:
+            attempt_start = self.clock()
+            # The last request may not run past the deadline by more than a sliver.
+            budget = max(min(self.request_timeout, deadline - attempt_start), 0.05)
+            last = self.send(budget)
+            attempts += 1
+            last_error = judge(last, self.status_codes, self.body_pattern)
+            now = self.clock()
+            if last_error is None:
+                consecutive += 1
+                latencies.append(last.elapsed)
+                if first_success is None:
+                    first_success = now - start
+                if consecutive >= self.success_threshold:
+                    healthy = True
+                    break
+            else:
+                consecutive = 0
+            if now >= deadline:
+                break
+            next_start = attempt_start + self.interval
+            if next_start >= deadline:
+                # One more request would start at or after the deadline: stop here.
+                break
+            if next_start > now:
+                self.sleep(next_start - now)
+        end = self.clock()
+        return dict(
+            healthy=healthy,
+            attempts=attempts,
+            consecutive_successes=consecutive,
+            elapsed=round(end - start, 6),
+            first_success_elapsed=round(first_success, 6) if first_success is not None else None,
+            latency=latency_figures(latencies),
+            last_status=last.status if last is not None else None,
+            last_error=last_error,
+        )
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            url=dict(type='str', required=True),
+            method=dict(type='str', default='GET',
+                        choices=['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']),
+            body=dict(type='str'),
+            headers=dict(type='dict', default={}, no_log=True),
+            timeout=dict(type='float', default=60),
+            interval=dict(type='float', default=0.25),
+            request_timeout=dict(type='float', default=5),
+            success_threshold=dict(type='int', default=2),
+            status_codes=dict(type='list', elements='int', default=[200]),
+            body_regex=dict(type='str'),
+            max_body_bytes=dict(type='int', default=65536),
+            validate_certs=dict(type='bool', default=True),
+            ca_path=dict(type='path'),
+            follow_redirects=dict(type='bool', default=False),
+            use_proxy=dict(type='bool', default=True),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    url = p['url']
+    base = dict(changed=False, url=url, request_headers=sorted(p['headers']))
+
+    problems = []
+    if not re.match(r'^https?://[^/\s]+', url, re.IGNORECASE):
+        problems.append("url '%s' is not an http:// or https:// URL" % url)
+    for name in ('timeout', 'request_timeout'):
+        if p[name] <= 0:
+            problems.append('%s must be more than 0 seconds, got %s' % (name, p[name]))
+    if p['interval'] < 0:
+        problems.append('interval must not be negative, got %s' % p['interval'])
+    if p['success_threshold'] < 1:
+        problems.append('success_threshold must be at least 1, got %s' % p['success_threshold'])
+    if p['max_body_bytes'] < 0:
+        problems.append('max_body_bytes must not be negative, got %s' % p['max_body_bytes'])
+    if not p['status_codes']:
+        problems.append('status_codes must list at least one status code')
+    body_pattern = None
+    if p['body_regex'] is not None:
+        try:
+            body_pattern = re.compile(p['body_regex'])
+        except re.error as exc:
+            problems.append('body_regex %r is not a valid regular expression: %s' % (p['body_regex'], exc))
+    if problems:
+        module.fail_json(msg='; '.join(problems), healthy=False, **base)
+
+    try:
+        opener = build_opener(validate_certs=p['validate_certs'], ca_path=p['ca_path'],
+                              follow_redirects=p['follow_redirects'], use_proxy=p['use_proxy'])
+    except (IOError, OSError, ValueError) as exc:
+        module.fail_json(msg='Cannot set up TLS for %s (ca_path %s): %s' % (url, p['ca_path'], exc),
+                         healthy=False, **base)
+
+    def send(budget):
+        return probe(url, method=p['method'], headers=p['headers'], body=p['body'],
+                     timeout=budget, max_body=p['max_body_bytes'], opener=opener)
+
+    poller = Poller(send, timeout=p['timeout'], interval=p['interval'],
+                    request_timeout=p['request_timeout'],
+                    success_threshold=p['success_threshold'],
+                    status_codes=p['status_codes'], body_pattern=body_pattern)
+    result = poller.run()
+    result.update(base)
+    if result['healthy']:
+        result['msg'] = '%s healthy after %.2f s (%d success%s in a row, %d attempt%s).' % (
+            url, result['elapsed'], result['consecutive_successes'],
+            '' if result['consecutive_successes'] == 1 else 'es',
+            result['attempts'], '' if result['attempts'] == 1 else 's')
+        module.exit_json(**result)
+    last = ('last status %s' % result['last_status']) if result['last_status'] is not None else 'no answer'
+    if result['last_error'] is None:
+        problem = 'only %d of %d successes in a row' % (
+            result['consecutive_successes'], p['success_threshold'])
+    else:
+        problem = 'last problem: %s' % result['last_error']
+    result['msg'] = (
+        '%s not healthy by the deadline of %s s (%d attempts, %s; %s). Check the service logs, '
+        'or raise timeout if it is only slow to start.'
+        % (url, p['timeout'], result['attempts'], last, problem))
+    module.fail_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,449 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) TaylorDash operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: image_retag
+short_description: Point a Docker tag back at an earlier image, keeping the image it replaces
+description:
+  - Moves the tag O(to_tag) of a local Docker repository to the image that O(from_tag) names, which
+    is how an immediate rollback makes the next C(docker compose up) run the previous build.
+  - Before the tag moves, the image it pointed at is kept under the tag O(keep_as), so the bad
+    build stays available for inspection or a roll-forward. The runbook's plain
+    C(docker tag :previous :latest) loses it.
+  - Image IDs are compared first; when O(to_tag) already points at the target image nothing is
+    done and nothing is kept.
+  - Every input is checked before anything is tagged. When a check fails, the module fails with a
+    message saying what is wrong, and no tag has changed.
+  - Works with the local engine through the C(docker) command line client; no registry is
+    contacted.
+version_added: 0.1.0
+author: TaylorDash operations team (@taylordash)
+requirements:
+  - The C(docker) command line client on the target host, allowed to talk to the engine.
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in diff_mode mode).
+    support: full
+    details:
+      - The diff shows which image ID O(to_tag) and the kept tag point at, before and after.
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: full
+  action_group:
+    description: Use C(group/taylordash.rollback.rollback) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - taylordash.rollback.rollback
+options:
+  repository:
+    description:
+      - The local image repository, without a tag, for example V(taylordash_backend).
+      - At least one image of it must exist locally.
+    type: str
+    required: true
+  from_tag:
+    description:
+      - What to go back to. Either a tag of O(repository), for example V(previous) or V(v1.4.2),
+        or an image ID, full (V(sha256:d558df4412bf...)) or shortened to at least 12 hex digits
+        (V(d558df4412bf)), for example an image that lost all its tags.
+      - A tag of that name wins over an image ID of that spelling.
+    type: str
+    default: previous
+  to_tag:
+    description:
+      - The tag of O(repository) to move, normally the tag the service runs.
+      - If it does not exist yet it is created, and nothing is kept.
+    type: str
+    default: latest
+  keep_as:
+    description:
+      - Tag of O(repository) under which the image O(to_tag) points at before the move is kept.
+      - Default is a UTC timestamp tag C(rollback-YYYYmmddTHHMMSSZ); when that tag already exists
+        for another image, C(-2), C(-3) and so on are appended.
+      - An explicit tag that already exists is moved, like C(docker image tag) does.
+      - Use V(from_tag)'s value to swap the two tags, for example O(from_tag=previous) and
+        O(keep_as=previous) make C(previous) the bad build, ready for a roll-forward.
+      - Empty string means do not keep; the replaced image may then be left without any tag.
+    type: str
+  docker_cli:
+    description:
+      - Path to the C(docker) command line client. Default is C(docker) found on E(PATH).
+    type: path
+notes:
+  - Tags are moved by image ID, resolved before anything changes, so O(keep_as) and O(from_tag)
+    may name the same tag.
+  - The image is tagged first under O(keep_as), then O(to_tag) moves. If the second step fails the
+    message says so; the kept tag then points at the image O(to_tag) still points at, which is
+    harmless.
+  - Containers keep running the image they were created from; recreate them (for example with
+    M(community.docker.docker_compose_v2)) to run the rolled-back image.
+seealso:
+  - module: community.docker.docker_image_tag
+  - module: community.docker.docker_compose_v2
+  - module: taylordash.rollback.health_poll
+  - module: taylordash.rollback.rollback_lock
+"""
+
+EXAMPLES = r"""
+- name: Roll the backend back to the image tagged previous, keeping the bad one
+  taylordash.rollback.image_retag:
+    repository: taylordash_backend
+  register: backend_retag
+
+- name: Show where the bad build went
+  ansible.builtin.debug:
+    msg: "Bad build kept as taylordash_backend:{{ backend_retag.kept_tag }}"
+  when: backend_retag.kept_tag is not none
+
+- name: Go back to a release tag
+  taylordash.rollback.image_retag:
+    repository: taylordash_backend
+    from_tag: v1.4.2
+
+- name: Go back to an image that has no tag any more, by its ID
+  taylordash.rollback.image_retag:
+    repository: taylordash_frontend
+    from_tag: d558df4412bf
+
+- name: Swap latest and previous, so previous holds the bad build for a roll-forward
+  taylordash.rollback.image_retag:
+    repository: taylordash_backend
+    from_tag: previous
+    to_tag: latest
+    keep_as: previous
+
+- name: Move the tag without keeping the replaced image
+  taylordash.rollback.image_retag:
+    repository: taylordash_backend
+    keep_as: ""
+"""
+
+RETURN = r"""
+repository:
+  description: The repository whose tag was moved.
+  returned: always
+  type: str
+  sample: taylordash_backend
+source:
+  description:
+    - The resolved O(from_tag), C(repository:tag) when it named a tag, otherwise the full image ID.
+  returned: success
+  type: str
+  sample: taylordash_backend:previous
+image_id_before:
+  description: Image ID O(to_tag) pointed at before the module ran; V(null) when the tag did not exist.
+  returned: success
+  type: str
+  sample: sha256:783dd181189a31a3e770ac0d3f78e4276b5206de3da15bdb7483dbd956098b72
+image_id_after:
+  description: Image ID O(to_tag) points at now (in check mode, would point at).
+  returned: success
+  type: str
+  sample: sha256:d558df4412bf35fd25c346a28efef5abfc0d3b723e72bfe34820e4f89b22048c
+kept_tag:
+  description:
+    - Tag of O(repository) that now holds the replaced image (in check mode, would hold it).
+    - V(null) when nothing was kept, because nothing changed, O(to_tag) did not exist, or
+      O(keep_as) was empty.
+  returned: success
+  type: str
+  sample: rollback-20240518T101500Z
+msg:
+  description: What was done, or what is wrong and what to do about it.
+  returned: always
+  type: str
+  sample: >-
+    Moved taylordash_backend:latest from 783dd181189a to d558df4412bf (taylordash_backend:previous);
+    kept 783dd181189a as taylordash_backend:rollback-20240518T101500Z.
+available_tags:
+  description: Tags of O(repository) found locally, sorted; helps when O(from_tag) was not found.
+  returned: always, when the repository was listed
+  type: list
+  elements: str
+  sample: [latest, previous, v1.4.2]
+cmd:
+  description: The docker command that failed.
+  returned: when a docker command failed
+  type: str
+  sample: /usr/bin/docker image tag sha256:d558df4412bf... taylordash_backend:latest
+rc:
+  description: Exit status of the docker command that failed.
+  returned: when a docker command failed
+  type: int
+  sample: 1
+stdout:
+  description: Standard output of the docker command that failed.
+  returned: when a docker command failed
+  type: str
+  sample: ''
+stderr:
+  description: Standard error of the docker command that failed.
+  returned: when a docker command failed
+  type: str
+  sample: 'Error response from daemon: No such image: taylordash_backend:nope'
+"""
+
+import datetime
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.taylordash.rollback.plugins.module_utils._docker_cli import (
+    DockerCLI,
+    DockerCLIError,
+    is_valid_repository,
+    is_valid_tag,
+    looks_like_image_id,
+    normalize_image_id,
+    short_id,
+)
+
+KEEP_PREFIX = 'rollback-'
+
+
+def default_keep_tag(now=None):
+    """``rollback-YYYYmmddTHHMMSSZ`` in UTC."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return KEEP_PREFIX + now.strftime('%Y%m%dT%H%M%SZ')
+
+
+def unique_keep_tag(base, tags, image_id):
+    """``base``, or ``base-2``, ``base-3``... the first that is free or already names
+    ``image_id`` (so two runs in the same second never take each other's kept image)."""
+    candidate = base
+    n = 1
+    while candidate in tags and tags[candidate] != image_id:
+        n += 1
+        candidate = '%s-%d' % (base, n)
+    return candidate
+
+
+def validate_params(params):
+    """Return a list of problems with the options; empty when they are fine. Pure."""
+    problems = []
+    repository = params['repository']
+    if not is_valid_repository(repository):
+        problems.append(
+            "repository '%s' is not a valid Docker repository name: lower-case letters, digits and "
+            "separators (. _ __ -), path components separated by '/', no tag" % repository)
+    for option in ('to_tag',):
+        if not is_valid_tag(params[option]):
+            problems.append(
+                "%s '%s' is not a valid Docker tag: it must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+                % (option, params[option]))
+    from_tag = params['from_tag']
+    if not (is_valid_tag(from_tag) or looks_like_image_id(from_tag)):
+        problems.append(
+            "from_tag '%s' is neither a valid Docker tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}) nor an "
+            "image ID (sha256:<hex> or at least 12 hex digits)" % from_tag)
+    keep_as = params['keep_as']
+    if keep_as:
+        if not is_valid_tag(keep_as):
+            problems.append(
+                "keep_as '%s' is not a valid Docker tag: it must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+                % keep_as)
+        elif keep_as == params['to_tag']:
+            problems.append(
+                "keep_as and to_tag are both '%s': the kept image would be overwritten by the move; "
+                "choose another keep_as, or an empty string to keep nothing" % keep_as)
+    if from_tag == params['to_tag']:
+        problems.append(
+            "from_tag and to_tag are both '%s': nothing to roll back to; set from_tag to the tag or "
+            "image ID to go back to" % from_tag)
+    return problems
+
+
+def plan(repository, from_tag, to_tag, keep_as, tags, resolved_id=None, now=None):
+    """Decide what to do from the tags of the repository (``{tag: image_id}``). Pure.
+
+    ``resolved_id`` is the image ID ``from_tag`` resolved to when it is not a tag of the
+    repository. Returns a dict: source, target_id, before_id, keep (tag or None), changed.
+    """
+    if from_tag in tags:
+        source = '%s:%s' % (repository, from_tag)
+        target_id = tags[from_tag]
+    else:
+        source = resolved_id
+        target_id = resolved_id
+    before_id = tags.get(to_tag)
+    changed = before_id != target_id
+    keep = None
+    if changed and before_id is not None and keep_as != '':
+        if keep_as is None:
+            keep = unique_keep_tag(default_keep_tag(now), tags, before_id)
+        else:
+            keep = keep_as
+    return dict(source=source, target_id=target_id, before_id=before_id, keep=keep,
+                changed=changed)
+
+
+def build_diff(repository, to_tag, tags, step):
+    before = {'%s:%s' % (repository, to_tag): step['before_id']}
+    after = {'%s:%s' % (repository, to_tag): step['target_id']}
+    if step['keep']:
+        ref = '%s:%s' % (repository, step['keep'])
+        before[ref] = tags.get(step['keep'])
+        after[ref] = step['before_id']
+    return dict(before=before, after=after)
+
+
+def describe(repository, to_tag, step, done=False):
+    """One sentence (without the final period) for what ``step`` does or did."""
+    to_ref = '%s:%s' % (repository, to_tag)
+    if step['before_id'] is None:
+        text = '%s %s at %s (%s)' % (
+            'created' if done else 'create', to_ref, short_id(step['target_id']), step['source'])
+    else:
+        text = '%s %s from %s to %s (%s)' % (
+            'moved' if done else 'move', to_ref, short_id(step['before_id']),
+            short_id(step['target_id']), step['source'])
+    if step['keep']:
+        text += '; %s %s as %s:%s' % (
+            'kept' if done else 'keep', short_id(step['before_id']), repository, step['keep'])
+    elif step['before_id'] is not None:
+        text += '; keep_as is empty, so %s is not kept under a new tag' % short_id(step['before_id'])
+    return text[0].upper() + text[1:] if done else text
+
+
+class ImageRetagger(object):
+    def __init__(self, module, cli):
+        self.module = module
+        self.cli = cli
+        params = module.params
+        self.repository = params['repository']
+        self.from_tag = params['from_tag']
+        self.to_tag = params['to_tag']
+        self.keep_as = params['keep_as']
+        self.result = dict(changed=False, repository=self.repository)
+
+    def fail(self, msg, error=None, **extra):
+        self.result.update(extra)
+        self.cli.fail(msg, error=error, **self.result)
+
+    def ref(self, tag):
+        return '%s:%s' % (self.repository, tag)
+
+    def resolve_image_id(self, tags):
+        """Image ID for a from_tag that is not a tag of the repository, or fail."""
+        available = ', '.join(sorted(tags)) or '(none)'
+        if looks_like_image_id(self.from_tag):
+            image_id = self.cli.image_id(normalize_image_id(self.from_tag))
+            if image_id:
+                return image_id
+            self.fail(
+                "%s not found locally, and no local image has the ID %s; available tags: %s. "
+                "Use one of these tags or an existing image ID (docker image ls --no-trunc)."
+                % (self.ref(self.from_tag), self.from_tag, available))
+        self.fail(
+            "%s not found locally; available tags: %s. Use one of these tags, or an image ID."
+            % (self.ref(self.from_tag), available))
+
+    def run(self):
+        try:
+            rows = self.cli.list_tags(self.repository)
+        except DockerCLIError as exc:
+            self.fail('Cannot list the images of %s: %s' % (self.repository, exc.msg), error=exc)
+        tags = dict((row['tag'], row['id']) for row in rows)
+        self.result['available_tags'] = sorted(tags)
+        if not tags:
+            self.fail(
+                "repository '%s' not found locally: no image is tagged %s:<tag>. Check the name "
+                "(docker image ls); nothing was changed." % (self.repository, self.repository))
+
+        resolved_id = None
+        if self.from_tag not in tags:
+            try:
+                resolved_id = self.resolve_image_id(tags)
+            except DockerCLIError as exc:
+                self.fail('Cannot inspect image %s: %s' % (self.from_tag, exc.msg), error=exc)
+
+        step = plan(self.repository, self.from_tag, self.to_tag, self.keep_as, tags, resolved_id)
+        self.result.update(
+            source=step['source'],
+            image_id_before=step['before_id'],
+            image_id_after=step['target_id'] if step['changed'] else step['before_id'],
+            kept_tag=step['keep'],
+            changed=step['changed'],
+        )
+        if self.module._diff:
+            self.result['diff'] = build_diff(self.repository, self.to_tag, tags, step)
+
+        to_ref = self.ref(self.to_tag)
+        if not step['changed']:
+            self.result['msg'] = '%s already points at %s (%s); nothing to do.' % (
+                to_ref, short_id(step['target_id']), step['source'])
+            return self.result
+
+        what = describe(self.repository, self.to_tag, step)
+
+        if self.module.check_mode:
+            self.result['msg'] = 'Would %s.' % what
+            return self.result
+
+        if step['keep']:
+            try:
+                self.cli.tag(step['before_id'], self.ref(step['keep']))
+            except DockerCLIError as exc:
+                self.fail('Could not keep %s as %s, so %s was not moved; nothing changed: %s'
+                          % (short_id(step['before_id']), self.ref(step['keep']), to_ref, exc.msg),
+                          error=exc, changed=False)
+        try:
+            self.cli.tag(step['target_id'], to_ref)
+        except DockerCLIError as exc:
+            if step['keep']:
+                msg = ('Kept %s as %s, but moving %s to %s failed, so %s still points at %s; fix the '
+                       'cause and run again (the kept tag is reused): %s'
+                       % (short_id(step['before_id']), self.ref(step['keep']), to_ref,
+                          short_id(step['target_id']), to_ref, short_id(step['before_id']), exc.msg))
+            else:
+                msg = 'Moving %s to %s failed; nothing changed: %s' % (
+                    to_ref, short_id(step['target_id']), exc.msg)
+            self.fail(msg, error=exc, changed=bool(step['keep']))
+
+        try:
+            after_id = self.cli.image_id(to_ref)
+        except DockerCLIError as exc:
+            self.fail('Moved %s, but cannot inspect it afterwards to confirm: %s' % (to_ref, exc.msg),
+                      error=exc, changed=True)
+        if after_id != step['target_id']:
+            self.fail('docker reported success, but %s points at %s instead of %s; check the engine '
+                      'and run again.' % (to_ref, short_id(after_id), short_id(step['target_id'])),
+                      image_id_after=after_id, changed=True)
+        self.result['msg'] = describe(self.repository, self.to_tag, step, done=True) + '.'
+        return self.result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            repository=dict(type='str', required=True),
+            from_tag=dict(type='str', default='previous'),
+            to_tag=dict(type='str', default='latest'),
+            keep_as=dict(type='str'),
+            docker_cli=dict(type='path'),
+        ),
+        supports_check_mode=True,
+    )
+    problems = validate_params(module.params)
+    if problems:
+        module.fail_json(msg='; '.join(problems) + '. Nothing was changed.',
+                         repository=module.params['repository'], changed=False)
+    cli = DockerCLI(module, docker_cli=module.params['docker_cli'])
+    try:
+        result = ImageRetagger(module, cli).run()
+    except DockerCLIError as exc:
+        cli.fail('Unexpected docker failure: %s' % exc.msg, error=exc,
+                 repository=module.params['repository'])
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,662 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) TaylorDash operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: rollback_lock
+short_description: Take or release the rollback lock of a host, so two rollbacks never run at once
+description:
+  - O(state=present) creates the lock file O(path) atomically (C(O_CREAT|O_EXCL)) with who holds
+    it, why, since when, from which host and process, and a token. The token is returned; only
+    the one who holds it can release the lock without O(force).
+  - When another holder has the lock, waits up to O(wait_timeout) seconds for it to go away, then
+    fails with a message naming the holder, the reason and the age of the lock.
+  - A lock is stale when it is older than O(ttl) seconds, or when its O(owner_pid) process on this
+    host has ended. A stale lock is reported (RV(stale), RV(stale_reason)) and taken over only with
+    O(break_stale=true).
+  - O(state=absent) removes the lock if O(token) matches, or regardless with O(force=true).
+version_added: 0.1.0
+author: TaylorDash operations team (@taylordash)
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - Reads the lock (and waits for it like a real run would) but writes nothing. The token
+        reported for a new lock in check mode is not the one a real run creates, unless O(token)
+        is given.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in diff_mode mode).
+    support: full
+    details:
+      - The diff shows the lock content before and after; tokens are left out.
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: partial
+    details:
+      - Acquiring again with the O(token) of the lock you hold reports no change; without O(token)
+        a second acquire waits for, and fails on, the lock the first one took.
+      - Releasing a lock that is not there reports no change.
+  action_group:
+    description: Use C(group/taylordash.rollback.rollback) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - taylordash.rollback.rollback
+options:
+  path:
+    description:
+      - The lock file, for example V(/opt/taylordash/.rollback.lock). Its directory must exist.
+    type: path
+    required: true
+  state:
+    description:
+      - V(present) acquires the lock, V(absent) releases it.
+    type: str
+    choices: [present, absent]
+    default: present
+  holder:
+    description:
+      - Who takes the lock, shown to anyone who finds it taken, for example V(alice via AWX job 42).
+      - Required with O(state=present).
+    type: str
+  reason:
+    description: Why, for example V(immediate rollback of backend after failed deploy).
+    type: str
+    default: ''
+  wait_timeout:
+    description:
+      - Seconds to wait for a lock held by someone else to be released before failing.
+      - V(0) fails at once.
+    type: float
+    default: 0
+  ttl:
+    description:
+      - Age in seconds after which a lock counts as stale. V(0) means never stale by age.
+    type: int
+    default: 3600
+  owner_pid:
+    description:
+      - PID of a process on this host whose end makes the lock stale, for example the
+        C(ansible-playbook) process of the rollback. It must be running when the lock is taken.
+      - Its start time is recorded too, so a PID reused by another process is not mistaken for
+        the owner.
+    type: int
+  break_stale:
+    description:
+      - Take over a stale lock. Without it a stale lock fails the task, with RV(stale=true) and the
+        reason.
+    type: bool
+    default: false
+  token:
+    description:
+      - With O(state=absent), the token returned when the lock was acquired; the lock is only
+        removed if it matches (unless O(force=true)).
+      - With O(state=present), the token of the new lock instead of a random one; acquiring a lock
+        that already has this token is a no-op, which makes re-runs idempotent.
+      - Not a secret, a handle; it is returned and stored in the lock file.
+    type: str
+  force:
+    description:
+      - With O(state=absent), remove the lock whoever holds it. For a lock left behind by a dead
+        run, after checking nobody is still rolling back.
+    type: bool
+    default: false
+notes:
+  - Acquire, break and release are safe against concurrent runs on the same host; breaking and
+    releasing are serialized with C(flock) on the lock's directory, and only the one that creates
+    the file with C(O_EXCL) holds the lock.
+  - An empty or unreadable lock file counts as stale only when it is older than a few seconds, so
+    a lock being written at that moment is not taken for a broken one.
+seealso:
+  - module: taylordash.rollback.image_retag
+  - module: taylordash.rollback.health_poll
+"""
+
+EXAMPLES = r"""
+- name: Take the rollback lock, waiting up to 30 s for another rollback to finish
+  taylordash.rollback.rollback_lock:
+    path: /opt/taylordash/.rollback.lock
+    holder: "{{ awx_user_name | default(lookup('env', 'USER')) }} via {{ tower_job_id | default('CLI') }}"
+    reason: immediate rollback of backend
+    wait_timeout: 30
+    ttl: 3600
+  register: rollback_lock
+
+- name: Release the rollback lock
+  taylordash.rollback.rollback_lock:
+    path: /opt/taylordash/.rollback.lock
+    state: absent
+    token: "{{ rollback_lock.lock.token }}"
+
+- name: Take over a lock left by a run that died
+  taylordash.rollback.rollback_lock:
+    path: /opt/taylordash/.rollback.lock
+    holder: bob via CLI
+    reason: rollback retry after controller crash
+    break_stale: true
+
+- name: Remove the lock whoever holds it
+  taylordash.rollback.rollback_lock:
+    path: /opt/taylordash/.rollback.lock
+    state: absent
+    force: true
+"""
+
+RETURN = r"""
+acquired:
+  description: Whether the lock is held by this caller after the task (in check mode, would be).
+  returned: always
+  type: bool
+  sample: true
+released:
+  description: Whether a lock was removed (in check mode, would be).
+  returned: always
+  type: bool
+  sample: false
+lock:
+  description:
+    - Content of the lock. After an acquire, the lock now held, with its token. After a release,
+      the lock removed. When the lock is held by someone else, theirs, without the token.
+    - V(null) when there is no lock.
+  returned: always
+  type: dict
+  contains:
+    holder:
+      description: Who holds the lock.
+      type: str
+      sample: alice via AWX job 42
+    reason:
+      description: Why.
+      type: str
+      sample: immediate rollback of backend
+    started_at:
+      description: When the lock was taken, ISO 8601 UTC.
+      type: str
+      sample: '2024-05-18T10:15:00Z'
+    started_epoch:
+      description: When the lock was taken, seconds since the epoch.
+      type: float
+      sample: 1716027300.12
+    host:
+      description: Host name of the machine that took the lock.
+      type: str
+      sample: web-1
+    owner_pid:
+      description: The O(owner_pid), or V(null).
+      type: int
+      sample: 4242
+    owner_pid_starttime:
+      description: Start time of O(owner_pid) in clock ticks since boot (from C(/proc)), or V(null).
+      type: int
+      sample: 123456
+    token:
+      description: Handle needed to release the lock; only returned to its holder.
+      type: str
+      sample: 3f0c2a6e9b1d4c27a8e5f6d7c8b9a0e1
+    age:
+      description: Seconds since the lock was taken, at the time of the task.
+      type: float
+      sample: 12.5
+    invalid:
+      description: Only for a lock file that is not a valid lock, what is wrong with it (the other keys are then absent).
+      type: str
+      sample: lock file content is not JSON (Expecting value line 1 column 1 (char 0))
+stale:
+  description: Whether the lock found at O(path) was stale.
+  returned: always
+  type: bool
+  sample: false
+stale_reason:
+  description: Why the lock was stale; V(null) when it was not.
+  returned: always
+  type: str
+  sample: owner process 4242 on web-1 has ended
+replaced_lock:
+  description: The stale lock taken over with O(break_stale=true) (without its token); V(null) otherwise.
+  returned: always
+  type: dict
+  sample: {holder: alice via AWX job 42, reason: immediate rollback, started_at: '2024-05-18T10:15:00Z'}
+waited:
+  description: Seconds spent waiting for another holder.
+  returned: always
+  type: float
+  sample: 0.0
+msg:
+  description: What happened, or what is wrong and what to do.
+  returned: always
+  type: str
+  sample: Acquired /opt/taylordash/.rollback.lock for alice via AWX job 42.
+"""
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+import uuid
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_bytes, to_text
+
+POLL_INTERVAL = 0.1
+# An unparsable lock younger than this may be a lock being written right now.
+INVALID_GRACE = 5.0
+PUBLIC_FIELDS = ('holder', 'reason', 'started_at', 'started_epoch', 'host', 'owner_pid',
+                 'owner_pid_starttime')
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers
+# ---------------------------------------------------------------------------------------------
+
+def iso_utc(epoch):
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def make_lock(holder, reason, host, owner_pid, owner_pid_starttime, token, now):
+    return dict(
+        holder=holder,
+        reason=reason,
+        started_at=iso_utc(now),
+        started_epoch=round(now, 3),
+        host=host,
+        owner_pid=owner_pid,
+        owner_pid_starttime=owner_pid_starttime,
+        token=token,
+    )
+
+
+def parse_lock(raw):
+    """Lock dict from the file's bytes; raises ValueError when it is not a lock."""
+    try:
+        data = json.loads(to_text(raw, errors='surrogate_or_strict'))
+    except (ValueError, UnicodeError) as exc:
+        raise ValueError('lock file content is not JSON (%s)' % exc)
+    if not isinstance(data, dict) or 'holder' not in data or 'started_epoch' not in data:
+        raise ValueError('lock file content is not a lock (no holder/started_epoch)')
+    return data
+
+
+def parse_proc_starttime(stat_text):
+    """Field 22 (starttime) of /proc/<pid>/stat. The command name in field 2 may contain
+    spaces and parentheses, so fields are counted after its last ')'."""
+    after_comm = stat_text[stat_text.rindex(')') + 2:].split()
+    return int(after_comm[19])
+
+
+def parse_proc_state(stat_text):
+    return stat_text[stat_text.rindex(')') + 2:].split()[0]
+
+
+def lock_age(lock, now):
+    try:
+        return max(now - float(lock.get('started_epoch')), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def public_lock(lock, now=None):
+    """The lock as shown to anyone: no token."""
+    if lock is None:
+        return None
+    result = dict((k, lock.get(k)) for k in PUBLIC_FIELDS)
+    if now is not None:
+        age = lock_age(lock, now)
+        result['age'] = round(age, 3) if age is not None else None
+    return result
+
+
+def own_lock(lock, now=None):
+    """The lock as shown to its holder: with the token."""
+    result = public_lock(lock, now)
+    result['token'] = lock.get('token')
+    return result
+
+
+def stale_reason(lock, now, ttl, this_host, process_alive):
+    """Why ``lock`` is stale, or None. ``process_alive(pid, starttime)`` -> (alive, why). Pure
+    apart from that callback."""
+    age = lock_age(lock, now)
+    if ttl and age is not None and age > ttl:
+        return 'lock is %d s old, older than ttl %d s' % (age, ttl)
+    pid = lock.get('owner_pid')
+    if pid and lock.get('host') == this_host:
+        alive, why = process_alive(pid, lock.get('owner_pid_starttime'))
+        if not alive:
+            return why
+    return None
+
+
+def describe(lock, now):
+    """'alice via AWX job 42' (reason: ..., since ..., 12 s ago, on host h, owner pid p)."""
+    age = lock_age(lock, now)
+    parts = ['reason: %s' % (lock.get('reason') or '(none given)'),
+             'since %s' % lock.get('started_at')]
+    if age is not None:
+        parts.append('%d s ago' % age)
+    parts.append('on host %s' % lock.get('host'))
+    if lock.get('owner_pid'):
+        parts.append('owner pid %s' % lock.get('owner_pid'))
+    return "'%s' (%s)" % (lock.get('holder'), ', '.join(parts))
+
+
+# ---------------------------------------------------------------------------------------------
+# Host access
+# ---------------------------------------------------------------------------------------------
+
+def read_proc_stat(pid):
+    try:
+        with open('/proc/%d/stat' % pid, 'r') as f:
+            return f.read()
+    except (IOError, OSError):
+        return None
+
+
+def proc_starttime(pid):
+    text = read_proc_stat(pid)
+    if text is None:
+        return None
+    try:
+        return parse_proc_starttime(text)
+    except (ValueError, IndexError):
+        return None
+
+
+def process_alive(pid, starttime=None):
+    """(alive, why-not). A zombie has ended; a PID whose start time changed is another process."""
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        if exc.errno == errno.ESRCH:
+            return False, 'owner process %s on %s has ended' % (pid, socket.gethostname())
+        if exc.errno != errno.EPERM:  # EPERM: it exists, it is just not ours to signal
+            raise
+    text = read_proc_stat(pid)
+    if text is not None:
+        try:
+            if parse_proc_state(text) in ('Z', 'X'):
+                return False, 'owner process %s on %s has ended (zombie)' % (pid, socket.gethostname())
+            if starttime is not None and parse_proc_starttime(text) != starttime:
+                return False, ('owner process %s on %s has ended; the PID now belongs to another '
+                               'process' % (pid, socket.gethostname()))
+        except (ValueError, IndexError):
+            pass
+    return True, None
+
+
+@contextlib.contextmanager
+def directory_flock(directory):
+    """Exclusive flock on the lock's directory: serializes break and release, which check the
+    lock's content and then remove it. Released by the kernel if the process dies."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+class LockFile(object):
+    def __init__(self, path):
+        self.path = path
+        self.directory = os.path.dirname(path) or '.'
+
+    def read(self):
+        """(raw bytes, lock dict or None, problem or None, mtime); raw None when absent."""
+        try:
+            with open(self.path, 'rb') as f:
+                raw = f.read()
+                mtime = os.fstat(f.fileno()).st_mtime
+        except (IOError, OSError) as exc:
+            if exc.errno == errno.ENOENT:
+                return None, None, None, None
+            raise
+        try:
+            return raw, parse_lock(raw), None, mtime
+        except ValueError as exc:
+            return raw, None, str(exc), mtime
+
+    def create(self, lock):
+        """Create the file with O_EXCL; False if it exists already."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.EEXIST:
+                return False
+            raise
+        try:
+            os.write(fd, to_bytes(json.dumps(lock, sort_keys=True, indent=2) + '\n'))
+            os.fsync(fd)
+        except Exception:
+            os.close(fd)
+            os.unlink(self.path)
+            raise
+        os.close(fd)
+        return True
+
+    def remove_if_unchanged(self, raw):
+        """Remove the file if it still holds ``raw``; False if it changed or vanished."""
+        with directory_flock(self.directory):
+            current, dummy, dummy, dummy = self.read()
+            if current is None or current != raw:
+                return False
+            os.unlink(self.path)
+            return True
+
+
+# ---------------------------------------------------------------------------------------------
+# The module's logic
+# ---------------------------------------------------------------------------------------------
+
+class RollbackLock(object):
+    def __init__(self, module, clock=time.monotonic, wall=time.time, sleep=time.sleep):
+        self.module = module
+        self.p = module.params
+        self.file = LockFile(self.p['path'])
+        self.clock = clock
+        self.wall = wall
+        self.sleep = sleep
+        self.host = socket.gethostname()
+        self.result = dict(changed=False, acquired=False, released=False, lock=None, stale=False,
+                           stale_reason=None, replaced_lock=None, waited=0.0)
+
+    def fail(self, msg, **extra):
+        self.result.update(extra)
+        self.module.fail_json(msg=msg, **self.result)
+
+    def read(self):
+        try:
+            return self.file.read()
+        except (IOError, OSError) as exc:
+            self.fail('Cannot read lock file %s: %s' % (self.p['path'], exc))
+
+    def judge(self, lock, problem, mtime, now):
+        """Stale reason for what was read, or None."""
+        if lock is None:
+            age = max(now - mtime, 0.0)
+            if age >= INVALID_GRACE:
+                return '%s, and the file is %d s old' % (problem, age)
+            return None
+        try:
+            return stale_reason(lock, now, self.p['ttl'], self.host, process_alive)
+        except OSError as exc:
+            self.fail('Cannot check owner process %s: %s' % (lock.get('owner_pid'), exc))
+
+    def set_diff(self, before, after):
+        def shown(lock):
+            if not lock:
+                return {}
+            return public_lock(lock) if 'holder' in lock else dict(lock)
+        if self.module._diff:
+            self.result['diff'] = dict(before=shown(before), after=shown(after))
+
+    def check_preconditions(self):
+        directory = self.file.directory
+        if not os.path.isdir(directory):
+            self.fail('Directory %s of the lock file does not exist; create it first (it is normally '
+                      'the project directory).' % directory)
+        if os.path.isdir(self.p['path']):
+            self.fail('%s is a directory; give the path of a lock file.' % self.p['path'])
+
+    def acquire(self):
+        p = self.p
+        self.check_preconditions()
+        if not p['holder']:
+            self.fail('holder is required to acquire the lock: say who takes it, for example '
+                      '"alice via AWX job 42".')
+        if p['wait_timeout'] < 0 or p['ttl'] < 0:
+            self.fail('wait_timeout and ttl must not be negative.')
+        starttime = None
+        if p['owner_pid'] is not None:
+            if p['owner_pid'] <= 0:
+                self.fail('owner_pid must be a positive PID, got %s.' % p['owner_pid'])
+            alive, why = process_alive(p['owner_pid'])
+            if not alive:
+                self.fail('owner_pid %s is not running on this host (%s); give the PID of the process '
+                          'running the rollback, or leave owner_pid unset.' % (p['owner_pid'], why))
+            starttime = proc_starttime(p['owner_pid'])
+
+        token = p['token'] or uuid.uuid4().hex
+        start = self.clock()
+        deadline = start + p['wait_timeout']
+        while True:
+            raw, lock, problem, mtime = self.read()
+            now = self.wall()
+            self.result['waited'] = round(self.clock() - start, 3)
+
+            if raw is None:
+                new = make_lock(p['holder'], p['reason'], self.host, p['owner_pid'], starttime,
+                                token, now)
+                if not self.module.check_mode:
+                    try:
+                        created = self.file.create(new)
+                    except (IOError, OSError) as exc:
+                        self.fail('Cannot create lock file %s: %s' % (p['path'], exc))
+                    if not created:
+                        continue  # someone was faster; look at their lock
+                self.set_diff(self.result['replaced_lock'], new)
+                verb = 'Would acquire' if self.module.check_mode else 'Acquired'
+                if self.result['stale']:
+                    verb += ' (taking over a stale lock)' if self.module.check_mode else ' (took over a stale lock)'
+                self.result.update(changed=True, acquired=True, lock=own_lock(new, now),
+                                   msg='%s %s for %s.' % (verb, p['path'], p['holder']))
+                return self.result
+
+            if lock is not None and p['token'] and lock.get('token') == p['token']:
+                self.set_diff(lock, lock)
+                self.result.update(acquired=True, lock=own_lock(lock, now),
+                                   msg='%s is already held with this token by %s; nothing to do.'
+                                   % (p['path'], describe(lock, now)))
+                return self.result
+
+            why = self.judge(lock, problem, mtime, now)
+            shown = public_lock(lock, now) if lock is not None else dict(invalid=problem)
+            if why:
+                self.result.update(stale=True, stale_reason=why, lock=shown)
+                holder = describe(lock, now) if lock is not None else 'an unreadable lock'
+                if not p['break_stale']:
+                    self.fail('%s is held by %s, but the lock is stale: %s. Set break_stale: true '
+                              'to take it over, or release it with state: absent and force: true.'
+                              % (p['path'], holder, why))
+                self.result['replaced_lock'] = shown
+                if self.module.check_mode:
+                    new = make_lock(p['holder'], p['reason'], self.host, p['owner_pid'], starttime,
+                                    token, now)
+                    self.set_diff(lock, new)
+                    self.result.update(changed=True, acquired=True, lock=own_lock(new, now),
+                                       msg='Would acquire %s for %s, taking over the stale lock of %s.'
+                                       % (p['path'], p['holder'], holder))
+                    return self.result
+                try:
+                    self.file.remove_if_unchanged(raw)
+                except (IOError, OSError) as exc:
+                    self.fail('Cannot remove stale lock file %s: %s' % (p['path'], exc))
+                continue  # create it (or find that someone else just did)
+
+            if self.clock() >= deadline:
+                self.result['waited'] = round(self.clock() - start, 3)
+                holder = describe(lock, now) if lock is not None else 'an unreadable lock being written'
+                self.fail('%s is held by %s; waited %.1f s (wait_timeout %s). Another rollback is '
+                          'running: wait for it, or if its holder is gone, release it with '
+                          'state: absent and force: true.'
+                          % (p['path'], holder, self.result['waited'], p['wait_timeout']),
+                          lock=shown)
+            self.sleep(max(min(POLL_INTERVAL, deadline - self.clock()), 0.001))
+
+    def release(self):
+        p = self.p
+        self.check_preconditions()
+        raw, lock, problem, dummy = self.read()
+        now = self.wall()
+        if raw is None:
+            self.set_diff(None, None)
+            self.result['msg'] = 'No lock at %s; nothing to release.' % p['path']
+            return self.result
+        shown = public_lock(lock, now) if lock is not None else dict(invalid=problem)
+        self.result['lock'] = shown
+        if not p['force']:
+            if lock is None:
+                self.fail('%s is not a valid lock (%s); remove it with force: true.' % (p['path'], problem))
+            if not p['token']:
+                self.fail('%s is held by %s; give the token returned when it was acquired, or '
+                          'force: true to release it anyway.' % (p['path'], describe(lock, now)))
+            if lock.get('token') != p['token']:
+                self.fail('%s is held by %s with another token; not releasing. Give the token '
+                          'returned when it was acquired, or force: true to release it anyway.'
+                          % (p['path'], describe(lock, now)))
+        if lock is not None and p['token'] and lock.get('token') == p['token']:
+            self.result['lock'] = own_lock(lock, now)
+        self.set_diff(lock, None)
+        holder = describe(lock, now) if lock is not None else 'an invalid lock'
+        if self.module.check_mode:
+            self.result.update(changed=True, released=True,
+                               msg='Would release %s held by %s.' % (p['path'], holder))
+            return self.result
+        try:
+            removed = self.file.remove_if_unchanged(raw)
+        except (IOError, OSError) as exc:
+            self.fail('Cannot remove lock file %s: %s' % (p['path'], exc))
+        if not removed:
+            self.fail('%s changed while it was being released (another run took or released it); '
+                      'nothing removed. Run again to see who holds it now.' % p['path'])
+        self.result.update(changed=True, released=True,
+                           msg='Released %s held by %s.' % (p['path'], holder))
+        return self.result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type='path', required=True),
+            state=dict(type='str', choices=['present', 'absent'], default='present'),
+            holder=dict(type='str'),
+            reason=dict(type='str', default=''),
+            wait_timeout=dict(type='float', default=0),
+            ttl=dict(type='int', default=3600),
+            owner_pid=dict(type='int'),
+            break_stale=dict(type='bool', default=False),
+            # A handle to release the lock, shown to its holder; hiding it would defeat its purpose.
+            token=dict(type='str', no_log=False),
+            force=dict(type='bool', default=False),
+        ),
+        required_if=[('state', 'present', ('holder',))],
+        supports_check_mode=True,
+    )
+    lock = RollbackLock(module)
+    if module.params['state'] == 'present':
+        result = lock.acquire()
+    else:
+        result = lock.release()
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

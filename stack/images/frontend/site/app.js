@@ -1,0 +1,1 @@
+fetch("/api/v1/projects").catch(function () {});

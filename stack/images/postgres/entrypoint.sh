@@ -1,0 +1,32 @@
+#!/bin/bash
+# PostgreSQL 15 for the reference stack, like the official image: on first start initdb with
+# TD_DB_USER as superuser (password TD_DB_PASSWORD) and create TD_DB_NAME; then run the server
+# on 127.0.0.1:TD_DB_PORT. Local socket connections are trusted (the seed's
+# `docker compose exec postgres psql -U taylordash` relies on that); TCP needs the password.
+set -euo pipefail
+: "${TD_DB_USER:=taylordash}" "${TD_DB_NAME:=taylordash}" "${TD_DB_PORT:=5432}"
+: "${TD_DB_PASSWORD:?TD_DB_PASSWORD must be set}"
+export PGDATA=/var/lib/postgresql/data
+as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+
+mkdir -p "$PGDATA" /var/run/postgresql
+chown postgres:postgres "$PGDATA" /var/run/postgresql
+chmod 700 "$PGDATA"
+
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    pwfile=$(mktemp)
+    printf '%s\n' "$TD_DB_PASSWORD" >"$pwfile"
+    chown postgres "$pwfile"
+    as_postgres initdb -D "$PGDATA" --username="$TD_DB_USER" --pwfile="$pwfile" \
+        --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C >/dev/null
+    rm -f "$pwfile"
+    as_postgres pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -c port=$TD_DB_PORT" -w start >/dev/null
+    as_postgres psql -q -v ON_ERROR_STOP=1 -p "$TD_DB_PORT" -U "$TD_DB_USER" -d postgres \
+        -c "CREATE DATABASE \"$TD_DB_NAME\" OWNER \"$TD_DB_USER\""
+    as_postgres pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+    echo "postgres: initialised $PGDATA" >&2
+fi
+
+exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$PGDATA" \
+    -c listen_addresses=127.0.0.1 -c port="$TD_DB_PORT" -c jit=off \
+    -c unix_socket_directories=/var/run/postgresql -c log_min_messages=warning

@@ -1,0 +1,220 @@
+"""Shared pytest fixtures and helpers.
+
+Modules are exercised two ways:
+* unit tests import them as ``ansible_collections.taylordash.rollback.plugins...``;
+* integration tests run them the way Ansible does, one process per call, through
+  ``run_module`` (fast) or through ``ansible-playbook`` (``run_playbook``).
+
+Both need the collection importable under an ``ansible_collections/`` root, which
+``collection_root`` builds as a symlink tree under .cache/ (never committed).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+COLLECTIONS_ROOT = REPO / ".cache" / "collections"
+VENV_BIN = Path(sys.executable).parent
+
+
+def _ensure_collection_tree() -> Path:
+    target = COLLECTIONS_ROOT / "ansible_collections" / "taylordash" / "rollback"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.is_symlink():
+        try:
+            target.symlink_to(REPO, target_is_directory=True)
+        except FileExistsError:
+            pass
+    return COLLECTIONS_ROOT
+
+
+_ensure_collection_tree()
+if str(COLLECTIONS_ROOT) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS_ROOT))
+
+
+def ansible_env(extra: dict | None = None) -> dict:
+    """Environment for ansible-* commands run by tests: our collection first, then the
+    community collections of the virtualenv; the virtualenv's python for localhost."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS_ROOT),
+            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+            "ANSIBLE_HOST_KEY_CHECKING": "False",
+            "ANSIBLE_RETRY_FILES_ENABLED": "False",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_LOCALHOST_WARNING": "False",
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+            "PATH": f"{VENV_BIN}:{env.get('PATH', '')}",
+        }
+    )
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_module(name: str, args: dict, check_mode: bool = False, diff: bool = False,
+               timeout: float = 300) -> dict:
+    """Run plugins/modules/<name>.py in its own process, as Ansible would, and return its
+    JSON result. ``_ansible_check_mode`` and ``_ansible_diff`` are how Ansible itself passes
+    --check and --diff to a module."""
+    payload = dict(args)
+    payload["_ansible_check_mode"] = check_mode
+    payload["_ansible_diff"] = diff
+    module = REPO / "plugins" / "modules" / f"{name}.py"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(COLLECTIONS_ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(module)],
+        input=json.dumps({"ANSIBLE_MODULE_ARGS": payload}),
+        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+    )
+    try:
+        result = json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise AssertionError(
+            f"module {name} printed no JSON (rc={proc.returncode})\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}") from exc
+    result.setdefault("failed", False)
+    return result
+
+
+def run_playbook(playbook: str | Path, extra_vars: dict | None = None, check: bool = False,
+                 diff: bool = False, inventory: str | Path | None = None, cwd: Path | None = None,
+                 env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ansible-playbook and return the completed process (stdout+stderr captured)."""
+    argv = [str(VENV_BIN / "ansible-playbook"), str(playbook)]
+    if inventory is None:
+        argv += ["-i", "localhost,", "-c", "local"]
+    else:
+        argv += ["-i", str(inventory)]
+    if extra_vars:
+        argv += ["-e", json.dumps(extra_vars)]
+    if check:
+        argv.append("--check")
+    if diff:
+        argv.append("--diff")
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd, env=ansible_env(env), check=False)
+
+
+@pytest.fixture(scope="session")
+def collection_root() -> Path:
+    return _ensure_collection_tree()
+
+
+# --------------------------------------------------------------------------- reference stack
+
+STACKCTL = REPO / "stack" / "stackctl"
+RUN_DIR = REPO / ".run"
+
+
+class ReferenceStack:
+    """A reference-stack instance of a test: its own project name, image prefix, random ports
+    and directory; `down()` removes containers, volumes and the project's image tags."""
+
+    def __init__(self, name: str, directory: Path):
+        self.name = name
+        self.dir = directory
+
+    def ctl(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, str(STACKCTL), *args], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"stackctl {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def init(self) -> "ReferenceStack":
+        self.ctl("init", "--dir", str(self.dir), "--project", self.name)
+        return self
+
+    def up(self, version: str = "v1") -> "ReferenceStack":
+        self.ctl("up", "--dir", str(self.dir), "--version", version)
+        return self
+
+    def deploy(self, version: str, fault: str = "none", *extra: str) -> dict:
+        proc = self.ctl("deploy", "--dir", str(self.dir), version, "--fault", fault, *extra)
+        return json.loads(proc.stdout)
+
+    def down(self) -> None:
+        self.ctl("down", "--dir", str(self.dir), check=False)
+
+    @property
+    def env(self) -> dict:
+        values = {}
+        for line in (self.dir / ".env").read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                key, value = line.split("=", 1)
+                values[key] = value
+        return values
+
+    def url(self, service: str, path: str = "/") -> str:
+        env = self.env
+        if service == "nginx":
+            return f"https://127.0.0.1:{env['TD_NGINX_PORT']}{path}"
+        port = env["TD_BACKEND_PORT"] if service == "backend" else env["TD_FRONTEND_PORT"]
+        return f"http://127.0.0.1:{port}{path}"
+
+    def compose(self, *args: str, check: bool = True, input_text: str | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["docker", "compose", "--project-directory", str(self.dir), *args],
+                              capture_output=True, text=True, input=input_text, timeout=timeout,
+                              check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"docker compose {' '.join(args)} failed:\n{proc.stderr}")
+        return proc
+
+    def image_id(self, ref: str) -> str | None:
+        proc = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", ref],
+                              capture_output=True, text=True, check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def container_image_id(self, service: str) -> str | None:
+        cid = self.compose("ps", "-q", service).stdout.strip()
+        if not cid:
+            return None
+        proc = subprocess.run(["docker", "inspect", "-f", "{{.Image}}", cid], capture_output=True,
+                              text=True, check=False)
+        return proc.stdout.strip() or None
+
+
+def _stack_maker(tmp_path_factory):
+    made = []
+
+    def make(tag: str = "t", version: str | None = "v1") -> ReferenceStack:
+        import secrets as _secrets
+        name = f"tdt{tag}{_secrets.token_hex(3)}"
+        stack = ReferenceStack(name, tmp_path_factory.mktemp(name))
+        made.append(stack)
+        stack.init()
+        if version:
+            stack.up(version)
+        return stack
+
+    return make, made
+
+
+@pytest.fixture
+def stack_factory(tmp_path_factory):
+    """Make reference stacks; every stack made is torn down at the end of the test."""
+    make, made = _stack_maker(tmp_path_factory)
+    yield make
+    for stack in made:
+        stack.down()
+
+
+@pytest.fixture(scope="module")
+def module_stack_factory(tmp_path_factory):
+    """Like stack_factory, for stacks shared by the tests of one module."""
+    make, made = _stack_maker(tmp_path_factory)
+    yield make
+    for stack in made:
+        stack.down()
