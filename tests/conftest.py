@@ -89,8 +89,10 @@ def run_module(name: str, args: dict, check_mode: bool = False, diff: bool = Fal
 
 def run_playbook(playbook: str | Path, extra_vars: dict | None = None, check: bool = False,
                  diff: bool = False, inventory: str | Path | None = None, cwd: Path | None = None,
-                 env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ansible-playbook and return the completed process (stdout+stderr captured)."""
+                 env: dict | None = None, timeout: float = 600, vars_files: list | None = None,
+                 verbosity: int = 0) -> subprocess.CompletedProcess:
+    """Run ansible-playbook and return the completed process (stdout+stderr captured).
+    ``vars_files`` are passed as ``-e @file`` (how secrets reach a play without the command line)."""
     argv = [str(VENV_BIN / "ansible-playbook"), str(playbook)]
     if inventory is None:
         argv += ["-i", "localhost,", "-c", "local"]
@@ -98,12 +100,24 @@ def run_playbook(playbook: str | Path, extra_vars: dict | None = None, check: bo
         argv += ["-i", str(inventory)]
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
+    for path in vars_files or []:
+        argv += ["-e", f"@{path}"]
+    if verbosity:
+        argv.append("-" + "v" * verbosity)
     if check:
         argv.append("--check")
     if diff:
         argv.append("--diff")
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                           cwd=cwd, env=ansible_env(env), check=False)
+
+
+def write_inventory(directory: Path) -> Path:
+    """An inventory with localhost in group taylordash, as the playbooks expect."""
+    path = Path(directory) / "inventory.json"
+    path.write_text(json.dumps({"taylordash": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -171,6 +185,57 @@ class ReferenceStack:
         if check and proc.returncode != 0:
             raise AssertionError(f"docker compose {' '.join(args)} failed:\n{proc.stderr}")
         return proc
+
+    def stack_vars(self, **overrides) -> dict:
+        """The stack model (roles/stack) for this stack, secrets excluded (see secrets_file)."""
+        env = self.env
+        values = {
+            "stack_project_dir": str(self.dir),
+            "stack_compose_project": self.name,
+            "stack_services": [
+                {"name": "backend", "image": f"{env['TD_IMAGE_PREFIX']}_backend",
+                 "health_url": self.url("backend", "/health/ready")},
+                {"name": "frontend", "image": f"{env['TD_IMAGE_PREFIX']}_frontend",
+                 "health_url": self.url("frontend", "/")},
+            ],
+            "stack_api_url": self.url("backend", "").rstrip("/"),
+            "stack_admin_username": env["TD_ADMIN_USERNAME"],
+        }
+        values.update(overrides)
+        return values
+
+    def secrets_file(self, directory: Path) -> Path:
+        """A 0600 vars file with the stack's API key and admin password, for `-e @file`."""
+        env = self.env
+        path = Path(directory) / f"{self.name}-secrets.json"
+        path.write_text(json.dumps({"stack_api_key": env["TD_API_KEY"],
+                                    "stack_admin_password": env["TD_ADMIN_PASSWORD"]}))
+        path.chmod(0o600)
+        return path
+
+    def tags(self) -> dict:
+        """{repo:tag: image ID} of the stack's own image repositories."""
+        prefix = self.env["TD_IMAGE_PREFIX"]
+        out = {}
+        for service in ("backend", "frontend"):
+            proc = subprocess.run(["docker", "image", "ls", "--no-trunc", "--format",
+                                   "{{.Repository}}:{{.Tag}} {{.ID}}", f"{prefix}_{service}"],
+                                  capture_output=True, text=True, check=True)
+            for line in proc.stdout.splitlines():
+                ref, image = line.split()
+                out[ref] = image
+        return out
+
+    def containers(self) -> dict:
+        """{service: (container ID, image ID, status)} of the stack's containers."""
+        out = {}
+        for cid in self.compose("ps", "-a", "-q").stdout.split():
+            proc = subprocess.run(["docker", "inspect", "-f",
+                                   '{{index .Config.Labels "com.docker.compose.service"}} {{.Image}} {{.State.Status}}',
+                                   cid], capture_output=True, text=True, check=True)
+            service, image, status = proc.stdout.split()
+            out[service] = (cid, image, status)
+        return out
 
     def image_id(self, ref: str) -> str | None:
         proc = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", ref],

@@ -479,7 +479,7 @@ def classify_error(stderr, where, user, user_option='login_user', rc=None):
     Kinds: auth, no_password, role_missing, database_missing, refused, socket, unknown_host,
     timeout, createdb_denied, service_not_running, no_such_service, compose_file, docker,
     client_missing, archive_corrupt, archive_version, newer_dump, missing_role_in_dump,
-    sql_error, unknown.
+    owner_not_allowed, sql_error, unknown.
     """
     text = stderr or ''
     excerpt = error_excerpt(text)
@@ -547,6 +547,11 @@ def classify_error(stderr, where, user, user_option='login_user', rc=None):
         return 'missing_role_in_dump', ('the dump refers to role %s, which does not exist on the server '
                                         '(ALTER ... OWNER TO / GRANT in a plain SQL dump): create the role '
                                         'or dump with --no-owner --no-privileges (%s)' % (match.group(1), excerpt))
+    match = re.search(r'ERROR:\s+must be member of role "([^"]*)"', text)
+    if match:
+        return 'owner_not_allowed', ('the dump gives objects to role %s, which %s may not do (ALTER ... OWNER TO '
+                                     'in a plain SQL dump): verify as a superuser or a member of %s, or dump with '
+                                     '--no-owner --no-privileges (%s)' % (match.group(1), user, match.group(1), excerpt))
     match = _SQL_ERROR_RE.search(text)
     if match:
         return 'sql_error', ('SQL error at line %s of the dump: %s' % (match.group('line'), excerpt))

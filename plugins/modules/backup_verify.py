@@ -30,12 +30,13 @@ description:
     decompressed on the fly for gzip) with bounded memory and no temporary copy; the first SQL
     error fails the verification. Archives go through
     C(pg_restore --exit-on-error --no-owner --no-privileges --no-tablespaces) with
-    C(-j O(jobs)) for custom archives."
-  - "Count: every table of the scratch database (partitions through their parent) with an exact
-    C(count(*)), then O(expect_tables) and O(min_rows) are checked."
+    C(-j) set to O(jobs) for custom archives."
+  - "Count: every table of the scratch database (partitions through their parent) with its exact
+    row count (a C(SELECT count) per table, not the planner's estimate), then O(expect_tables) and
+    O(min_rows) are checked."
   - The scratch database is dropped in every case, also when the restore or a check fails, and
-    when the module is stopped with SIGTERM. The real database is never connected to for
-    anything but creating and dropping the scratch database.
+    when the module is stopped with SIGTERM. The real database is never connected to; only the
+    maintenance database O(login_db) is, to create and drop the scratch database.
   - "Two ways to reach PostgreSQL: with O(project_dir), C(docker compose exec -T) into the
     database service runs psql/pg_restore inside the container, as the runbook does, and the
     backup on the module host is streamed to them through stdin. Without it, psql/pg_restore on
@@ -101,14 +102,14 @@ options:
     default: []
   min_rows:
     description:
-      - Minimum row count per table, for example V({users: 1, public.projects: 10}). Names as in
-        O(expect_tables). A table named here must exist.
+      - "Minimum row count per table, for example C({users: 1, public.projects: 10}). Names as in
+        O(expect_tables). A table named here must exist."
     type: dict
     default: {}
   jobs:
     description:
       - Parallel jobs for restoring a custom archive (C(pg_restore -j)). V(1) restores serially.
-      - Not used for plain SQL and tar archives. In compose mode V(jobs>1) streams the archive to a
+      - Not used for plain SQL and tar archives. In compose mode a value above V(1) streams the archive to a
         private temporary directory in the container first (removed afterwards), since
         C(pg_restore) cannot run parallel jobs when it reads from stdin.
     type: int
@@ -192,7 +193,7 @@ notes:
     database or PostgreSQL are refused beforehand, see above)."
   - "pg_dump 15.14/16.10/17.6 and later frame plain dumps with C(\\restrict); an older psql
     (in compose mode, the container's) fails on them with a message saying so."
-  - "Compose mode with a custom archive and O(jobs>1): the archive is streamed with C(dd) into a
+  - "Compose mode with a custom archive and O(jobs) above V(1): the archive is streamed with C(dd) into a
     private C(mktemp -d) directory in the container and removed afterwards (C(docker compose cp)
     is not used: it leaves the file owned by root or by the host user, which the container's
     postgres user may not be able to read). With O(jobs=1) and for tar archives pg_restore reads
@@ -231,7 +232,6 @@ EXAMPLES = r"""
     login_user: rollback
     login_password: "{{ vault_rollback_db_password }}"
     jobs: 4
-  no_log: false
 
 - name: Verify before restoring, and stop the rollback when it does not hold
   block:
@@ -381,7 +381,7 @@ tables:
       type: str
       sample: public.users
     rows:
-      description: Exact row count (C(count(*))).
+      description: Exact row count of the table.
       type: int
       sample: 3000
   sample: [{name: public.projects, rows: 5000}, {name: public.users, rows: 3000}]
@@ -457,7 +457,6 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._postgres impo
     FORMAT_CUSTOM,
     FORMAT_GZIP,
     FORMAT_PLAIN,
-    FORMAT_TAR,
     ROW_COUNT_QUERY,
     SERVER_VERSION_QUERY,
     BackupError,
@@ -478,7 +477,6 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._postgres impo
     pg_restore_args,
     psql_query_args,
     psql_restore_args,
-    qualify,
     run_command_streaming,
     scan_plain_file,
     sha256_file,
@@ -717,13 +715,13 @@ class BackupVerifier(object):
     def restore_via_container_file(self, path, fmt, jobs):
         """Compose mode, custom archive, parallel jobs: pg_restore -j needs a seekable file, so
         the archive is streamed into a private temp directory in the container first."""
-        res = self.run(self.conn.exec_argv(['mktemp', '-d', CONTAINER_TMP_PREFIX + 'XXXXXXXX'], self.locale))
+        res = self.run(self.conn.exec_argv(['mktemp', '-d', CONTAINER_TMP_PREFIX + 'XXXXXXXX']))
         tmpdir = res.stdout_text.strip()
         if res.rc != 0 or not tmpdir.startswith(CONTAINER_TMP_PREFIX) or '/' in tmpdir[len(CONTAINER_TMP_PREFIX):]:
             return ('cannot create a temporary directory in the container: %s' % self.classify(res), res)
         target = tmpdir + '/backup.dump'
         try:
-            res = self.run(self.conn.exec_argv(['dd', 'of=' + target, 'bs=1048576'], self.locale),
+            res = self.run(self.conn.exec_argv(['dd', 'of=' + target, 'bs=1048576']),
                            feed=iter_file(path))
             if res.feed_error is not None or res.rc != 0:
                 return ('cannot copy the archive into the container: %s'
@@ -734,7 +732,7 @@ class BackupVerifier(object):
                 return (self.classify(res), res)
             return None
         finally:
-            cleanup = self.run(self.conn.exec_argv(['rm', '-rf', '--', tmpdir], self.locale))
+            cleanup = self.run(self.conn.exec_argv(['rm', '-rf', '--', tmpdir]))
             if cleanup.rc != 0:
                 self.module.warn('Could not remove %s in the container: %s' % (tmpdir, cleanup.stderr_text.strip()))
 

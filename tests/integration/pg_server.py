@@ -11,7 +11,7 @@ that user. Client commands (``psql``, ``pg_dump``) run as the current user over 
 
 Use it through the ``pg_server`` fixture (module scope)::
 
-    from pg_server import pg_server  # noqa: F401  (pytest fixture)
+    from .pg_server import pg_server  # noqa: F401  (pytest fixture)
 
     def test_something(pg_server):
         pg_server.psql("CREATE DATABASE x")

@@ -20,9 +20,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from conftest import COLLECTIONS_ROOT, REPO, run_module
-from pg_server import pg_server  # noqa: F401  (pytest fixture)
+try:  # tests/integration as a package, or as a plain directory on sys.path
+    from .pg_server import pg_server  # noqa: F401  (pytest fixture)
+except ImportError:
+    from pg_server import pg_server  # noqa: F401
+from ansible_collections.taylordash.rollback.plugins.modules import backup_verify as module_source
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +51,8 @@ INSERT INTO projects (owner_id, name, status)
     FROM generate_series(1, %(projects)d) g;
 INSERT INTO audit."Event Log" (msg) VALUES ('deployed'), (E'back\\\\slash');
 """ % {"users": USERS, "projects": PROJECTS}
+
+DOCUMENTED = set(yaml.safe_load(module_source.RETURN)) | {"failed", "changed", "invocation"}
 
 FINGERPRINT_SQL = (
     "SELECT (SELECT count(*) FROM users) || ' ' || (SELECT count(*) FROM projects) || ' ' || "
@@ -95,6 +102,7 @@ def verify(pg_server, check_mode=False, **args):
     dumped = json.dumps(result)
     if full.get("login_password"):
         assert full["login_password"] not in dumped
+    assert set(result) <= DOCUMENTED, "undocumented return keys: %s" % (set(result) - DOCUMENTED)
     return result
 
 
@@ -349,7 +357,8 @@ def test_dump_by_another_role_restores_as_createdb_role(pg_server, source):
     assert ok["failed"] is False, ok["msg"]
     assert counts(ok) == EXPECTED
     assert plain["failed"] is True
-    assert "must be owner" in plain["msg"] or "must be member of role" in plain["msg"]
+    assert "must be member of role \"%s\"" % pg_server.user in plain["msg"]
+    assert "--no-owner --no-privileges" in plain["msg"]
     assert noowner["failed"] is False, noowner["msg"]
 
 

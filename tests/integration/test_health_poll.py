@@ -109,8 +109,9 @@ def test_becomes_healthy_after_half_a_second(serve):
     server = serve(lambda n, t, h, b: (200, "ready") if t >= 0.5 else (503, "starting"))
     result = poll(server.url, timeout=10, interval=0.1, success_threshold=1)
     assert result["healthy"] is True, result["msg"]
-    # close to 0.5 s, not rounded up to a coarse step: at most one interval late
-    assert 0.5 <= result["elapsed"] <= 0.5 + 0.1 + 0.08, result["elapsed"]
+    # close to 0.5 s, not rounded up to a coarse step: at most one interval (0.1 s) late,
+    # plus some slack for a loaded machine
+    assert 0.5 <= result["elapsed"] <= 0.5 + 0.1 + 0.15, result["elapsed"]
     assert result["first_success_elapsed"] == pytest.approx(result["elapsed"], abs=0.01)
     assert 5 <= result["attempts"] <= 8
     assert len(server.requests) == result["attempts"]

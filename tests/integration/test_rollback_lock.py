@@ -125,7 +125,7 @@ def test_second_acquirer_waits_then_fails_naming_the_holder(lock_path):
 def test_no_wait_fails_at_once(lock_path):
     acquire(lock_path)
     second = run_module("rollback_lock", {"path": lock_path, "holder": "bob"})
-    assert second["failed"] is True and second["waited"] < 0.1
+    assert second["failed"] is True and second["waited"] < 0.5
 
 
 def test_second_acquirer_gets_the_lock_when_the_first_releases(lock_path):

@@ -362,6 +362,8 @@ WHERE = "the PostgreSQL server at 127.0.0.1:47201"
                                                     'relation "no_such_table_xyz" does not exist',
                                                     "LINE 1: SELECT * FROM no_such_table_xyz;"]),
     ("psql_restore_missing_role.stderr", "missing_role_in_dump", ["role ghost_role", "--no-owner --no-privileges"]),
+    ("psql_restore_not_member.stderr", "owner_not_allowed", ["role rbtest_admin", "rbtest_admin may not",
+                                                             "--no-owner --no-privileges"]),
     ("pg_restore_sql_error.stderr", "sql_error", ['schema "audit" already exists', "Command was: CREATE SCHEMA audit;"]),
     ("pg_restore_truncated_tar.stderr", "sql_error", ['COPY failed for table "projects"', "CONTEXT:"]),
     ("psql_restore_invalid_meta.stderr", "unknown", ["invalid command \\bogus_meta"]),

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""bench/immediate: three ways of rolling the reference stack back after a bad deploy.
+
+  (a) floor  - the same steps as raw docker commands, with a tight health poll (floor.sh)
+  (b) seed   - the runbook's procedure as written: stop, tag, up, sleep 30, curl, validate_p1.sh
+  (c) ansible-playbook rollback-immediate.yml from examples/project/
+
+For each: the time until the good version answers (an external poller hits /health/ready every
+50 ms from the moment the command starts and waits for a 200 naming v1) and the time until the
+command exits successfully. Before every run the stack is put back on the bad v2 (unhealthy),
+the way the pipeline deploys. Figures are medians over --rounds runs.
+
+    .venv/bin/python bench/immediate/run.py [--rounds 3] [--seed-sleep 30]
+
+Targets (issue 3): (c) restores service within 1.5 s of (a); (c) exits verified in under a
+tenth of (b)'s time.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+STACKCTL = [sys.executable, str(REPO / "stack" / "stackctl")]
+VENV_BIN = Path(sys.executable).parent
+
+
+def ctl(*args):
+    return subprocess.run(STACKCTL + list(args), check=True, capture_output=True, text=True).stdout
+
+
+def answers_v1(url):
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as resp:
+            return resp.status == 200 and json.load(resp).get("version") == "v1"
+    except Exception:  # noqa: BLE001 - anything else is "not yet"
+        return False
+
+
+def answers_bad(url):
+    try:
+        urllib.request.urlopen(url, timeout=0.5)
+    except urllib.error.HTTPError as exc:
+        return exc.code == 503 and json.load(exc).get("version") == "v2"
+    except Exception:  # noqa: BLE001
+        return False
+    return False
+
+
+def measure(argv, health_url, cwd=None, env=None, limit=180):
+    """Start argv and a 50 ms poller together; (seconds to v1 answering, seconds to exit)."""
+    answered = {}
+    stop = threading.Event()
+
+    def poll(start):
+        while not stop.is_set() and time.monotonic() - start < limit:
+            if answers_v1(health_url):
+                answered["t"] = time.monotonic() - start
+                return
+            time.sleep(0.05)
+
+    start = time.monotonic()
+    poller = threading.Thread(target=poll, args=(start,), daemon=True)
+    poller.start()
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=limit)
+    exited = time.monotonic() - start
+    poller.join(timeout=limit)
+    stop.set()
+    if proc.returncode != 0:
+        raise SystemExit("command failed (rc=%d): %s\n%s\n%s" % (proc.returncode, " ".join(argv),
+                                                                 proc.stdout[-3000:], proc.stderr[-3000:]))
+    return answered.get("t"), exited
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed-sleep", type=float, default=30, help="the runbook's sleep (30 s)")
+    opts = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="td-bench-immediate-"))
+    stack_dir = work / "stack"
+    name = "tdbenchimm"
+    ctl("init", "--dir", str(stack_dir), "--project", name)
+    env_file = dict(line.split("=", 1) for line in (stack_dir / ".env").read_text().splitlines()
+                    if "=" in line and not line.startswith("#"))
+    backend = "http://127.0.0.1:%s/health/ready" % env_file["TD_BACKEND_PORT"]
+    frontend = "http://127.0.0.1:%s/" % env_file["TD_FRONTEND_PORT"]
+    extra = {
+        "stack_project_dir": str(stack_dir), "stack_compose_project": name,
+        "stack_services": [{"name": "backend", "image": name + "_backend", "health_url": backend},
+                           {"name": "frontend", "image": name + "_frontend", "health_url": frontend}],
+        "stack_api_url": "http://127.0.0.1:%s" % env_file["TD_BACKEND_PORT"],
+    }
+    (work / "vars.json").write_text(json.dumps(extra))
+    secrets = work / "secrets.json"
+    secrets.write_text(json.dumps({"stack_api_key": env_file["TD_API_KEY"],
+                                   "stack_admin_password": env_file["TD_ADMIN_PASSWORD"]}))
+    secrets.chmod(0o600)
+    collections = REPO / ".cache" / "collections"
+    (collections / "ansible_collections" / "taylordash").mkdir(parents=True, exist_ok=True)
+    link = collections / "ansible_collections" / "taylordash" / "rollback"
+    if not link.exists():
+        link.symlink_to(REPO)
+    ansible_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections),
+                       PATH="%s:%s" % (VENV_BIN, os.environ["PATH"]))
+    seed_env = dict(os.environ, SEED_SLEEP=str(opts.seed_sleep))
+    methods = {
+        "a_floor": ([str(HERE / "floor.sh"), str(stack_dir), name, backend, frontend], None, None),
+        "b_seed": ([str(HERE / "seed.sh"), str(stack_dir), name, backend], None, seed_env),
+        "c_ansible": ([str(VENV_BIN / "ansible-playbook"), "rollback-immediate.yml", "-e", "@%s" % (work / "vars.json"),
+                       "-e", "@%s" % secrets], str(REPO / "examples" / "project"), ansible_env),
+    }
+    results = {m: {"answer": [], "exit": []} for m in methods}
+    try:
+        ctl("up", "--dir", str(stack_dir), "--version", "v1")
+        for round_no in range(opts.rounds):
+            for method, (argv, cwd, env) in methods.items():
+                ctl("deploy", "--dir", str(stack_dir), "v2", "--fault", "unhealthy", "--no-backup")
+                # The bad build is up and answering (503, naming v2) before the rollback starts.
+                deadline = time.monotonic() + 30
+                while not answers_bad(backend) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                answer, exited = measure(argv, backend, cwd=cwd, env=env)
+                results[method]["answer"].append(answer)
+                results[method]["exit"].append(exited)
+                print("round %d %-10s answered %6s s  exited %6.2f s" % (
+                    round_no + 1, method, "%.2f" % answer if answer is not None else "never", exited), flush=True)
+    finally:
+        ctl("down", "--dir", str(stack_dir))
+
+    med = {m: {k: statistics.median([v for v in r[k] if v is not None] or [float("nan")]) for k in r}
+           for m, r in results.items()}
+    print("\nmedian over %d rounds (seconds)" % opts.rounds)
+    print("%-10s %10s %10s" % ("method", "answers", "exits"))
+    for method in methods:
+        print("%-10s %10.2f %10.2f" % (method, med[method]["answer"], med[method]["exit"]))
+    restore_gap = med["c_ansible"]["answer"] - med["a_floor"]["answer"]
+    exit_ratio = med["c_ansible"]["exit"] / med["b_seed"]["exit"]
+    print("\n(c) restores service %.2f s after (a)            target <= 1.5 s: %s" % (
+        restore_gap, "met" if restore_gap <= 1.5 else "NOT met"))
+    print("(c) exits verified in %.3f of (b)'s time          target < 0.1: %s" % (
+        exit_ratio, "met" if exit_ratio < 0.1 else "NOT met"))
+    print("(c) answers %.1fx faster than (b); exits %.1fx faster" % (
+        med["b_seed"]["answer"] / med["c_ansible"]["answer"], med["b_seed"]["exit"] / med["c_ansible"]["exit"]))
+    print(json.dumps({"median": med, "runs": results}))
+
+
+if __name__ == "__main__":
+    main()
