@@ -12,6 +12,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export PATH="$root/.venv/bin:$PATH"
 export ANSIBLE_PYTHON_INTERPRETER="$root/.venv/bin/python"
+# Plain output for CI logs.
+export NO_COLOR=1 PY_COLORS=0 ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
 # Our collection from a symlink tree (so edits show at once), the community ones from the venv.
 collections="$root/.cache/collections"
 mkdir -p "$collections/ansible_collections/taylordash"

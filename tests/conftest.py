@@ -62,7 +62,7 @@ def ansible_env(extra: dict | None = None) -> dict:
 
 
 def run_module(name: str, args: dict, check_mode: bool = False, diff: bool = False,
-               timeout: float = 300) -> dict:
+               timeout: float = 300, env: dict | None = None) -> dict:
     """Run plugins/modules/<name>.py in its own process, as Ansible would, and return its
     JSON result. ``_ansible_check_mode`` and ``_ansible_diff`` are how Ansible itself passes
     --check and --diff to a module."""
@@ -70,7 +70,7 @@ def run_module(name: str, args: dict, check_mode: bool = False, diff: bool = Fal
     payload["_ansible_check_mode"] = check_mode
     payload["_ansible_diff"] = diff
     module = REPO / "plugins" / "modules" / f"{name}.py"
-    env = dict(os.environ)
+    env = dict(os.environ, **(env or {}))
     env["PYTHONPATH"] = str(COLLECTIONS_ROOT)
     proc = subprocess.run(
         [sys.executable, str(module)],

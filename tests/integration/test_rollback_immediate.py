@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -167,8 +165,8 @@ def test_container_that_fails_to_start(stack_factory, tmp_path):
 def test_second_rollback_while_one_runs(bad_deploy, tmp_path):
     stack = bad_deploy
     lock_path = str(stack.dir / ".rollback.lock")
-    held = run_module("rollback_lock", {"path": lock_path, "state": "present", "holder": "alice via AWX job 7",
-                                         "reason": "first rollback"})
+    held = run_module("rollback_lock", {"path": lock_path, "state": "present",
+                                        "holder": "alice via AWX job 7", "reason": "first rollback"})
     assert held["acquired"], held
     tags, containers = stack.tags(), stack.containers()
     try:

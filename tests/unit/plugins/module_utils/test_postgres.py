@@ -506,7 +506,7 @@ def test_client_bin_dirs_newest_first(monkeypatch):
 
 def test_capture_is_bounded():
     cap = pg._Capture(10, 10)
-    for _ in range(100):
+    for _i in range(100):
         cap.add(b"0123456789")
     value = cap.value()
     assert value.startswith(b"0123456789\n[... 980 bytes not kept ...]\n")
@@ -515,7 +515,7 @@ def test_capture_is_bounded():
 
 def test_run_streaming_feeds_stdin_and_captures():
     script = "import sys, hashlib; d = sys.stdin.buffer.read(); print(len(d), hashlib.sha256(d).hexdigest())"
-    chunks = [b"x" * 100000 for _ in range(30)]
+    chunks = [b"x" * 100000 for _i in range(30)]
     res = pg.run_command_streaming([sys.executable, "-c", script], feed=iter(chunks))
     assert res.rc == 0
     assert res.stdout_text.split() == ["3000000", hashlib.sha256(b"".join(chunks)).hexdigest()]
@@ -524,7 +524,7 @@ def test_run_streaming_feeds_stdin_and_captures():
 def test_run_streaming_child_exits_early_is_not_an_error():
     # Like psql stopping at the first error: the rest of the feed hits a closed pipe.
     script = "import sys; sys.stdin.buffer.read(10); sys.stderr.write('ERROR: stop\\n'); sys.exit(3)"
-    res = pg.run_command_streaming([sys.executable, "-c", script], feed=(b"y" * 65536 for _ in range(200)))
+    res = pg.run_command_streaming([sys.executable, "-c", script], feed=(b"y" * 65536 for _i in range(200)))
     assert res.rc == 3
     assert res.feed_error is None
     assert res.stderr_text == "ERROR: stop\n"
