@@ -41,6 +41,9 @@ def health(stack):
 
 
 def rollback(stack, tmp_path, check=False, **overrides):
+    # The validation and the report are tested in their own files; a short latency sample keeps
+    # these rollback tests fast.
+    overrides = dict({"validate_perf_samples": 3, "validate_perf_warmup": 0}, **overrides)
     return run_playbook(PLAYBOOK, extra_vars=stack.stack_vars(**overrides), check=check, diff=check,
                         inventory=write_inventory(tmp_path), vars_files=[stack.secrets_file(tmp_path)])
 
