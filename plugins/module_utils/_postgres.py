@@ -132,6 +132,7 @@ class PlainScan(object):
         self.statement_lines = 0
         self._at_line_start = True
         self._in_header = True
+        self._carry = b''
 
     def feed(self, piece):
         """Feed one line (or a piece of a long line; a piece not ending with a newline makes
@@ -175,6 +176,53 @@ class PlainScan(object):
             self.copy_table = match.group(1).decode('utf-8', 'replace')
             self.copy_line = self.lines
             self.copy_blocks += 1
+
+    def feed_block(self, block):
+        """Feed a block of bytes of any size (lines may span blocks); call finish() after the
+        last one. The same result as feeding the lines (pieces of at most MAX_LINE bytes) one
+        by one, but COPY data - nearly all of a big dump - is skipped at C speed: only its end
+        marker is looked for, and its lines are counted."""
+        buf = self._carry + block if self._carry else block
+        self._carry = b''
+        pos, end = 0, len(buf)
+        while pos < end:
+            if not self._at_line_start:
+                # The rest of a line longer than MAX_LINE: not a line start, nothing to see.
+                newline = buf.find(b'\n', pos)
+                if newline == -1:
+                    return
+                pos = newline + 1
+                self._at_line_start = True
+                continue
+            if self.copy_table is not None:
+                marker = _find_copy_end(buf, pos)
+                stop = marker if marker is not None else buf.rfind(b'\n', pos) + 1
+                if stop > pos:
+                    self.lines += buf.count(b'\n', pos, stop)
+                    pos = stop
+                if marker is None:
+                    if end - pos < MAX_LINE and buf.startswith(b'\\.'[:end - pos], pos):
+                        break  # may still become the end marker: keep it for the next block
+                    # A data line that cannot be the end marker: counted, the rest skipped.
+                    self.lines += 1
+                    self._at_line_start = False
+                    return
+            newline = buf.find(b'\n', pos, pos + MAX_LINE)
+            if newline != -1:
+                self.feed(buf[pos:newline + 1])
+                pos = newline + 1
+            elif end - pos >= MAX_LINE:
+                self.feed(buf[pos:pos + MAX_LINE])
+                pos += MAX_LINE
+            else:
+                break
+        self._carry = buf[pos:]
+
+    def finish(self):
+        """End of input: the last line, when it has no newline."""
+        if self._carry:
+            carry, self._carry = self._carry, b''
+            self.feed(carry)
 
     def problems(self):
         """Why the scanned file must not be restored, or [] when it looks complete."""
@@ -237,12 +285,31 @@ def sha256_file(path):
     return digest.hexdigest()
 
 
+def _find_copy_end(buf, pos):
+    """Offset of the first COPY end marker line (backslash-dot, then only carriage returns) that
+    starts at or after the line start pos and is complete in buf, or None."""
+    start = pos
+    while True:
+        if not buf.startswith(b'\\.', start):
+            found = buf.find(b'\n\\.', start)
+            if found == -1:
+                return None
+            start = found + 1
+        newline = buf.find(b'\n', start)
+        if newline == -1:
+            return None
+        if not buf[start + 2:newline].strip(b'\r'):
+            return start
+        start = newline + 1
+
+
 def _scan_lines(stream, scan):
     while True:
-        piece = stream.readline(MAX_LINE)
-        if not piece:
+        block = stream.read(CHUNK_SIZE)
+        if not block:
+            scan.finish()
             return
-        scan.feed(piece)
+        scan.feed_block(block)
 
 
 def scan_plain_file(path, compressed):
@@ -252,19 +319,23 @@ def scan_plain_file(path, compressed):
     digest = hashlib.sha256()
     scan = PlainScan()
     with open(path, 'rb') as raw:
-        hashing = _HashingReader(raw, digest)
         if not compressed:
-            _scan_lines(io.BufferedReader(hashing, CHUNK_SIZE), scan)
-        else:
-            try:
-                with gzip.GzipFile(fileobj=io.BufferedReader(hashing, CHUNK_SIZE), mode='rb') as gz:
-                    problem = sniff_gzip_inner(gz.peek(512)[:512])
-                    if problem:
-                        raise BackupError(problem)
-                    _scan_lines(gz, scan)
-            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-                raise BackupError('the gzip stream is corrupt or truncated (%s); the backup cannot be restored'
-                                  % (exc or type(exc).__name__))
+            # Straight from the file: every block hashed and scanned, no copy in between.
+            for block in iter(lambda: raw.read(CHUNK_SIZE), b''):
+                digest.update(block)
+                scan.feed_block(block)
+            scan.finish()
+            return digest.hexdigest(), scan
+        hashing = _HashingReader(raw, digest)
+        try:
+            with gzip.GzipFile(fileobj=io.BufferedReader(hashing, CHUNK_SIZE), mode='rb') as gz:
+                problem = sniff_gzip_inner(gz.peek(512)[:512])
+                if problem:
+                    raise BackupError(problem)
+                _scan_lines(gz, scan)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise BackupError('the gzip stream is corrupt or truncated (%s); the backup cannot be restored'
+                              % (exc or type(exc).__name__))
         hashing.drain()
     return digest.hexdigest(), scan
 

@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""bench/database: what a verified data restoration costs, against the raw restore it wraps.
+
+On a reference stack whose projects table holds --rows extra rows (stackctl seed-rows; the names
+are --width characters wide, so that a plain dump is about 100 MB for a million rows), with one
+plain backup taken by stackctl backup:
+
+  (a) floor  - the runbook's raw restore: `docker compose exec -T postgres psql < dump` into an
+               empty database (no verification, no safety dump, no transaction)
+  (b) verify - taylordash.rollback.backup_verify on the dump (scratch database, exact counts)
+  (c) whole  - ansible-playbook running the role taylordash.rollback.database, action restore:
+               verify the backup, stop the backend, safety dump (0600) and its verification, the
+               all-or-nothing restore with the row-count check, start the backend, health
+
+Each is run --rounds times (interleaved); the table shows the median and the fastest run, the
+peak memory of the command's process tree on the host (sum of RSS, sampled every 0.1 s) and the
+peak RSS of the postgres container (cgroup memory.stat rss, sampled the same way; page cache not
+counted). Targets (issue 5): (b) within 1.3x of (a); (c) within 3x of (a).
+
+    .venv/bin/python bench/database/run.py [--rows 1000000] [--width 64] [--rounds 3] [--keep]
+
+Not a timed test and not part of `make test`: it takes a few minutes and needs a quiet machine
+for stable figures (other load on the two cores shows up directly in the ratios).
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+STACKCTL = [sys.executable, str(REPO / "stack" / "stackctl")]
+VENV_BIN = Path(sys.executable).parent
+COLLECTIONS = REPO / ".cache" / "collections"
+
+PLAY = """---
+- name: Restore the newest backup (bench)
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Load the stack model (the defaults of the stack role; no preflight, no lock)
+      ansible.builtin.import_role:
+        name: taylordash.rollback.stack
+        tasks_from: noop
+
+    - name: Restore with the database role
+      ansible.builtin.import_role:
+        name: taylordash.rollback.database
+
+    - name: Summarise
+      ansible.builtin.import_role:
+        name: taylordash.rollback.database
+        tasks_from: summary
+"""
+
+
+def ctl(*args):
+    return subprocess.run(STACKCTL + list(args), check=True, capture_output=True, text=True).stdout
+
+
+def compose(stack_dir, *args, **kwargs):
+    return subprocess.run(["docker", "compose", "--project-directory", str(stack_dir)] + list(args),
+                          check=True, capture_output=True, text=True, **kwargs).stdout
+
+
+def psql(stack_dir, sql, db="taylordash"):
+    return compose(stack_dir, "exec", "-T", "postgres", "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", db,
+                   "-c", sql).strip()
+
+
+# --------------------------------------------------------------------------- memory sampling
+
+def tree_rss(root_pid):
+    """Sum of RSS (bytes) of root_pid and its descendants, from /proc."""
+    children = {}
+    rss = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = int(fields[21]) * page
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def container_rss(cgroup_dir):
+    try:
+        with open(os.path.join(cgroup_dir, "memory.stat")) as handle:
+            stats = dict(line.split() for line in handle)
+        return int(stats.get("total_rss", stats.get("rss", 0)))
+    except (OSError, ValueError):
+        return 0
+
+
+def container_cgroup(stack_dir):
+    cid = compose(stack_dir, "ps", "-q", "postgres").strip()
+    full = subprocess.run(["docker", "inspect", "-f", "{{.Id}}", cid], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    for candidate in ("/sys/fs/cgroup/memory/docker/%s" % full, "/sys/fs/cgroup/system.slice/docker-%s.scope" % full):
+        if os.path.isdir(candidate):
+            return candidate
+    return None
+
+
+def timed(argv, cgroup, stdin_path=None, env=None, cwd=None):
+    """Run argv; return (seconds, peak host tree RSS, peak container RSS, CompletedProcess-like)."""
+    peaks = {"tree": 0, "container": 0}
+    done = threading.Event()
+    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd)
+
+    def sample():
+        while not done.is_set():
+            peaks["tree"] = max(peaks["tree"], tree_rss(proc.pid))
+            if cgroup:
+                peaks["container"] = max(peaks["container"], container_rss(cgroup))
+            done.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    elapsed = time.monotonic() - started
+    done.set()
+    sampler.join()
+    if stdin_path:
+        stdin.close()
+    if proc.returncode != 0:
+        raise SystemExit("command failed (rc=%d): %s\n%s\n%s" % (proc.returncode, " ".join(map(str, argv)),
+                                                                 out.decode()[-4000:], err.decode()[-4000:]))
+    return elapsed, peaks["tree"], peaks["container"], out.decode()
+
+
+# --------------------------------------------------------------------------- the three runs
+
+def run_floor(stack_dir, dump, cgroup):
+    psql(stack_dir, "DROP DATABASE IF EXISTS bench_floor", db="postgres")
+    psql(stack_dir, "CREATE DATABASE bench_floor", db="postgres")
+    try:
+        argv = ["docker", "compose", "--project-directory", str(stack_dir), "exec", "-T", "postgres",
+                "psql", "-X", "-q", "-d", "bench_floor"]
+        return timed(argv, cgroup, stdin_path=dump)[:3], {}
+    finally:
+        psql(stack_dir, "DROP DATABASE IF EXISTS bench_floor", db="postgres")
+
+
+def run_verify(stack_dir, dump, cgroup):
+    payload = json.dumps({"ANSIBLE_MODULE_ARGS": {"path": str(dump), "project_dir": str(stack_dir),
+                                                  "expect_tables": ["users", "projects"]}})
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        handle.write(payload)
+    try:
+        env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
+        argv = [sys.executable, str(REPO / "plugins" / "modules" / "backup_verify.py"), handle.name]
+        elapsed, tree, container, out = timed(argv, cgroup, env=env)
+    finally:
+        os.unlink(handle.name)
+    result = json.loads(out)
+    return (elapsed, tree, container), {"phases": result.get("phases"), "rows": result.get("total_rows")}
+
+
+def run_whole(stack_dir, dump, cgroup, workdir, stack_vars):
+    play = workdir / "bench_restore.yml"
+    play.write_text(PLAY)
+    inventory = workdir / "inventory.json"
+    inventory.write_text(json.dumps({"all": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+    extra = dict(stack_vars, database_action="restore", database_backup_path=str(dump))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", PROFILE_TASKS_TASK_OUTPUT_LIMIT="12",
+               ANSIBLE_LOCALHOST_WARNING="False", PATH="%s:%s" % (VENV_BIN, os.environ.get("PATH", "")))
+    argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(play), "-e", json.dumps(extra)]
+    before = set(stack_dir.glob("safety_*"))
+    try:
+        elapsed, tree, container, out = timed(argv, cgroup, env=env)
+    finally:
+        for path in set(stack_dir.glob("safety_*")) - before:
+            path.unlink()  # 100 MB each: do not pile them up
+    steps = {}
+    marker = '"Steps: '
+    if marker in out:
+        line = out.split(marker, 1)[1].split('"', 1)[0]
+        for part in line.split(", "):
+            name, seconds, _unit = part.rsplit(" ", 2)
+            steps[name] = float(seconds)
+    tasks = out.split("TASKS RECAP", 1)[-1].strip().splitlines()[2:] if "TASKS RECAP" in out else []
+    return (elapsed, tree, container), {"steps": steps, "slowest_tasks": tasks}
+
+
+# --------------------------------------------------------------------------- main
+
+def fmt_mb(value):
+    return "%.0f MB" % (value / 1e6)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1000000)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="leave the stack up afterwards")
+    opts = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-database-"))
+    stack_dir = workdir / "stack"
+    name = "tdbenchdb"
+    ctl("init", "--dir", str(stack_dir), "--project", name)
+    try:
+        print("stack: %s (%s)" % (name, stack_dir), flush=True)
+        ctl("up", "--dir", str(stack_dir), "--version", "v1")
+        started = time.monotonic()
+        ctl("seed-rows", "--dir", str(stack_dir), "--rows", str(opts.rows), "--width", str(opts.width))
+        dump = Path(ctl("backup", "--dir", str(stack_dir)).strip())
+        rows = psql(stack_dir, "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM projects)")
+        print("data: %s rows; plain dump %s, %s (seeded and dumped in %.1f s)"
+              % (rows, dump.name, fmt_mb(dump.stat().st_size), time.monotonic() - started), flush=True)
+        env = {}
+        for line in (stack_dir / ".env").read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                key, value = line.split("=", 1)
+                env[key] = value
+        stack_vars = {
+            "stack_project_dir": str(stack_dir), "stack_compose_project": name,
+            "stack_services": [
+                {"name": "backend", "image": "%s_backend" % name,
+                 "health_url": "http://127.0.0.1:%s/health/ready" % env["TD_BACKEND_PORT"]},
+                {"name": "frontend", "image": "%s_frontend" % name,
+                 "health_url": "http://127.0.0.1:%s/" % env["TD_FRONTEND_PORT"]}],
+        }
+        cgroup = container_cgroup(stack_dir)
+        results = {"a": [], "b": [], "c": []}
+        details = {"b": [], "c": []}
+        for round_no in range(1, opts.rounds + 1):
+            for key, runner in (("a", lambda: run_floor(stack_dir, dump, cgroup)),
+                                ("b", lambda: run_verify(stack_dir, dump, cgroup)),
+                                ("c", lambda: run_whole(stack_dir, dump, cgroup, workdir, stack_vars))):
+                figures, extra = runner()
+                results[key].append(figures)
+                if key in details:
+                    details[key].append(extra)
+                print("round %d %s: %.2f s, host tree %s, postgres container %s"
+                      % (round_no, key, figures[0], fmt_mb(figures[1]), fmt_mb(figures[2])), flush=True)
+        labels = {"a": "(a) floor: psql < dump", "b": "(b) backup_verify", "c": "(c) database role, restore"}
+        median = {k: statistics.median(f[0] for f in v) for k, v in results.items()}
+        fastest = {k: min(f[0] for f in v) for k, v in results.items()}
+        print()
+        print("%-32s %9s %9s %8s %8s %16s %16s"
+              % ("", "median", "fastest", "x(a)", "x(a) min", "host tree peak", "postgres peak"))
+        for key in "abc":
+            print("%-32s %8.2fs %8.2fs %8.2f %8.2f %16s %16s" % (
+                labels[key], median[key], fastest[key], median[key] / median["a"], fastest[key] / fastest["a"],
+                fmt_mb(max(f[1] for f in results[key])), fmt_mb(max(f[2] for f in results[key]))))
+        print()
+        print("targets: (b) <= 1.3 x (a): %s; (c) <= 3 x (a): %s (medians)" % (
+            "met" if median["b"] <= 1.3 * median["a"] else "MISSED",
+            "met" if median["c"] <= 3 * median["a"] else "MISSED"))
+        print("(b) phases, last round: %s" % details["b"][-1]["phases"])
+        print("(c) steps, last round:  %s" % details["c"][-1]["steps"])
+        print("(c) slowest tasks, last round:")
+        for line in details["c"][-1]["slowest_tasks"]:
+            print("    " + line)
+    finally:
+        if opts.keep:
+            print("stack kept: %s (stackctl down --dir %s)" % (stack_dir, stack_dir))
+        else:
+            subprocess.run(STACKCTL + ["down", "--dir", str(stack_dir)], capture_output=True, check=False)
+            shutil.rmtree(workdir, ignore_errors=True)  # the dumps are 100 MB and more
+
+
+if __name__ == "__main__":
+    main()
