@@ -192,3 +192,15 @@ def run_process(argv, cwd=None, env=None, timeout=120.0, kill_grace=5.0, drain=D
                 proc.wait()
     return RunOutput(proc.returncode, collector.lines['stdout'], collector.lines['stderr'], collector.merged,
                      time.monotonic() - start, timed_out, exited, stop_signal)
+
+
+def spawn(argv, **kwargs):
+    """Start ``argv`` (a list, never a shell string) and return the ``subprocess.Popen``.
+
+    For the streaming pipelines of the PostgreSQL modules (``pg_restore -f - | psql``,
+    ``pg_dump > file``): ``module.run_command`` buffers whole outputs and cannot connect one
+    process to another, and a dump of several GB must flow through with bounded memory.
+    """
+    if isinstance(argv, (str, bytes)) or kwargs.get('shell'):
+        raise ValueError('spawn takes an argv list and never runs a shell')
+    return subprocess.Popen(argv, **kwargs)  # pylint: disable=consider-using-with

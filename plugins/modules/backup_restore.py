@@ -431,6 +431,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.locale import get_best_parsable_locale
 from ansible.module_utils.common.process import get_bin_path
 
+from ansible_collections.taylordash.rollback.plugins.module_utils._process import spawn
 from ansible_collections.taylordash.rollback.plugins.module_utils._postgres import (
     CHUNK_SIZE,
     FORMAT_CUSTOM,
@@ -967,8 +968,8 @@ class BackupRestore(object):
             stdin = subprocess.PIPE
         env = dict(os.environ)
         env.update(self.env())
-        proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=env, cwd=self.conn.cwd, close_fds=True)
+        proc = spawn(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                     env=env, cwd=self.conn.cwd, close_fds=True)
         errors = _Drain(proc.stderr)
         feeder = None
         feed_error = []
@@ -1071,8 +1072,8 @@ class BackupRestore(object):
             env = dict(os.environ)
             env.update(self.env())
             with os.fdopen(fd, 'wb') as handle:
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.PIPE,
-                                        env=env, cwd=self.conn.cwd, close_fds=True)
+                proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.PIPE,
+                             env=env, cwd=self.conn.cwd, close_fds=True)
                 dummy, stderr = proc.communicate()
                 handle.flush()
                 os.fsync(handle.fileno())

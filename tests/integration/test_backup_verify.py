@@ -24,7 +24,7 @@ import yaml
 
 from conftest import COLLECTIONS_ROOT, REPO, run_module
 try:  # tests/integration as a package, or as a plain directory on sys.path
-    from .pg_server import pg_server  # noqa: F401  pylint: disable=unused-import  (pytest fixture)
+    from .pg_server import pg_server  # noqa: F401 pytest fixture  pylint: disable=unused-import
 except ImportError:
     from pg_server import pg_server  # noqa: F401  pylint: disable=unused-import
 from ansible_collections.taylordash.rollback.plugins.modules import backup_verify as module_source

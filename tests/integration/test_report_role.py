@@ -88,8 +88,8 @@ def test_report_fields(rolled_back):
     stamp = archive.name
     assert re.fullmatch(r"\d{8}_\d{6}", stamp)
     assert r["incident_id"] == "ROLL-%s-%s" % (stamp[:8], stamp[9:13])
-    assert r["timestamp"] == "%s-%s-%sT%s:%s:%sZ" % (stamp[:4], stamp[4:6], stamp[6:8], stamp[9:11], stamp[11:13],
-                                                    stamp[13:15])
+    assert r["timestamp"] == "%s-%s-%sT%s:%s:%sZ" % (
+        stamp[:4], stamp[4:6], stamp[6:8], stamp[9:11], stamp[11:13], stamp[13:15])
     assert (r["type"], r["outcome"], r["failure"], r["check_mode"]) == ("immediate", "SUCCEEDED", None, False)
     assert r["severity"] is None and r["root_cause"] is None and r["prevention"] is None
     assert "to be set by the incident owner" in md
@@ -172,9 +172,10 @@ def test_json_holds_the_markdown_facts(rolled_back):
 def test_history_log_line(rolled_back):
     md, r = load_report(archives(rolled_back.target)[0])
     (line,) = history(rolled_back.target)
+    archive_name = archives(rolled_back.target)[0].name
     assert line == ("%s %s type=immediate outcome=SUCCEEDED services=backend,frontend pass_rate=100.0 "
-                    "report=rollbacks/%s/%s" % (r["timestamp"], r["incident_id"], archives(rolled_back.target)[0].name,
-                                                 "rollback_report_%s.md" % archives(rolled_back.target)[0].name))
+                    "report=rollbacks/%s/%s" % (r["timestamp"], r["incident_id"], archive_name,
+                                                "rollback_report_%s.md" % archive_name))
 
 
 def test_archive_holds_the_report_and_the_env_copy(rolled_back):

@@ -77,7 +77,7 @@ def test_blocks_give_the_verdict_of_lines(monkeypatch, name, max_line):
     expected = verdict(by_lines(content, max_line))
     rng = random.Random(name)
     for sizes in ([len(content) + 1], [1] * len(content), [7] * len(content), [4096] * 8,
-                  [rng.randint(1, 200) for _ in range(len(content))]):
+                  [rng.randint(1, 200) for _i in range(len(content))]):
         assert verdict(by_blocks(content, sizes)) == expected, (name, sizes[:3])
 
 
@@ -93,7 +93,7 @@ def test_carry_stays_bounded_inside_huge_copy_lines(monkeypatch):
     monkeypatch.setattr(pg, "MAX_LINE", 1024)
     scan = pg.PlainScan()
     scan.feed_block(b"COPY public.t (a) FROM stdin;\n")
-    for _ in range(100):
+    for _i in range(100):
         scan.feed_block(b"v" * 10000)  # one 1 MB line, in blocks without a newline
         assert len(scan._carry) <= 1024
     scan.feed_block(b"\n\\.\nSELECT 1;\n")
