@@ -60,5 +60,12 @@ finished=$(date +%s.%N)
 say "4. After the rollback"
 (cd "$demo_dir" && ./ops/validate_p1.sh)
 docker image ls --format '{{.Repository}}:{{.Tag}}  {{.ID}}' taylordash_backend
+report=$(ls -t "$demo_dir"/rollbacks/*/rollback_report_*.md 2>/dev/null | head -n 1)
+if [ -n "$report" ]; then
+    say "5. The incident report ($report)"
+    sed -n '1,40p' "$report"
+    echo "..."
+    echo "rollback_history.log: $(tail -n 1 "$demo_dir/rollback_history.log")"
+fi
 printf '\nRollback playbook ran for %.1f s. The stack stays up: `make demo-down` removes it.\n' \
     "$(echo "$finished - $started" | bc -l 2>/dev/null || python3 -c "print($finished - $started)")"
