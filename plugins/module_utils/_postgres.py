@@ -29,6 +29,8 @@ import threading
 import time
 import zlib
 
+from ansible.module_utils.common.process import get_bin_path
+
 FORMAT_PLAIN = 'plain'
 FORMAT_GZIP = 'gzip'
 FORMAT_CUSTOM = 'custom'
@@ -910,3 +912,70 @@ def run_command_streaming(argv, env_update=None, cwd=None, feed=None, stdout_lim
     for thread in threads:
         thread.join()
     return CommandResult(argv, rc, out.value(), err.value(), time.time() - started, feed_error)
+
+
+# ---------------------------------------------------------------------------------------------
+# The two ways to reach PostgreSQL, as module options (documented once, in the doc fragment
+# taylordash.rollback.postgres_connection) and as the connection object built from them.
+# ---------------------------------------------------------------------------------------------
+
+def connection_argument_spec():
+    """Options shared by backup_verify and backup_restore (community.postgresql's login_* names)."""
+    return dict(
+        connect_timeout=dict(type='int', default=10),
+        project_dir=dict(type='path'),
+        compose_files=dict(type='list', elements='str'),
+        project_name=dict(type='str'),
+        db_service=dict(type='str', default='postgres'),
+        db_user=dict(type='str', default='taylordash'),
+        docker_cli=dict(type='path'),
+        login_host=dict(type='str'),
+        login_port=dict(type='int', default=5432),
+        login_user=dict(type='str', default='postgres'),
+        login_password=dict(type='str', no_log=True),
+    )
+
+
+CONNECTION_MUTUALLY_EXCLUSIVE = [
+    ('project_dir', 'login_host'),
+    ('project_dir', 'login_port'),
+    ('project_dir', 'login_user'),
+]
+CONNECTION_REQUIRED_BY = {'compose_files': 'project_dir', 'project_name': 'project_dir'}
+
+
+def find_client(name):
+    """Path of a PostgreSQL client program on the module host (PATH, then the Debian dirs), or None."""
+    try:
+        return get_bin_path(name, opt_dirs=client_bin_dirs())
+    except ValueError:
+        return None
+
+
+def build_connection(module):
+    """ComposeConnection (project_dir set) or DirectConnection from the module's options; fails
+    the module with a message saying what to install or set when a program is missing."""
+    params = module.params
+    if params['project_dir']:
+        docker = params['docker_cli'] or find_docker(module)
+        if not os.path.isdir(params['project_dir']):
+            module.fail_json(msg='project_dir %s does not exist or is not a directory.' % params['project_dir'],
+                             changed=False)
+        return ComposeConnection(docker, params['project_dir'], params['db_service'], params['db_user'],
+                                 compose_files=params['compose_files'], project_name=params['project_name'],
+                                 password=params['login_password'], connect_timeout=params['connect_timeout'])
+    psql = find_client('psql')
+    if psql is None:
+        module.fail_json(msg='Cannot find psql on the module host (PATH, /usr/lib/postgresql/*/bin); install '
+                             'the PostgreSQL client (postgresql-client), or use compose mode (project_dir).',
+                         changed=False)
+    return DirectConnection(psql, find_client('pg_restore'), params['login_host'], params['login_port'],
+                            params['login_user'], password=params['login_password'],
+                            connect_timeout=params['connect_timeout'])
+
+
+def find_docker(module):
+    try:
+        return get_bin_path('docker')
+    except ValueError:
+        module.fail_json(msg='Cannot find the docker client on PATH; install it or set docker_cli.', changed=False)

@@ -71,6 +71,8 @@ attributes:
     support: full
     membership:
       - taylordash.rollback.rollback
+extends_documentation_fragment:
+  - taylordash.rollback.postgres_connection
 options:
   state:
     description:
@@ -131,61 +133,6 @@ options:
         replaced.
     type: bool
     default: false
-  connect_timeout:
-    description:
-      - Seconds to wait for a connection (E(PGCONNECT_TIMEOUT)).
-    type: int
-    default: 10
-  project_dir:
-    description:
-      - Compose mode. The compose project directory; the client programs run in O(db_service)
-        through C(docker compose exec -T).
-      - Mutually exclusive with O(login_host), O(login_port) and O(login_user).
-    type: path
-  compose_files:
-    description:
-      - Compose mode. Compose files, relative to O(project_dir); default is compose's own choice.
-    type: list
-    elements: str
-  project_name:
-    description:
-      - Compose mode. The compose project name; default is compose's own.
-    type: str
-  db_service:
-    description:
-      - Compose mode. The compose service running PostgreSQL.
-    type: str
-    default: postgres
-  db_user:
-    description:
-      - Compose mode. The role the client programs use inside the container (C(-U)).
-    type: str
-    default: taylordash
-  docker_cli:
-    description:
-      - Compose mode. Path to the C(docker) client. Default is C(docker) found on E(PATH).
-    type: path
-  login_host:
-    description:
-      - Direct mode. Host name or address of the PostgreSQL server, or a directory holding its unix
-        socket. Default is the client's default unix socket.
-    type: str
-  login_port:
-    description:
-      - Direct mode. Port of the PostgreSQL server.
-    type: int
-    default: 5432
-  login_user:
-    description:
-      - Direct mode. The role to connect as.
-    type: str
-    default: postgres
-  login_password:
-    description:
-      - Password of O(login_user) (direct mode) or O(db_user) (compose mode).
-      - Handed to the client programs in their environment (E(PGPASSWORD)) only, never on a command line;
-        in compose mode C(docker compose exec -e PGPASSWORD) passes it on by name.
-    type: str
 notes:
   - "Plain SQL runs as written, with the privileges of the login role (owners and grants included);
     archives are converted with C(pg_restore --no-owner --no-privileges --no-tablespaces), the same
@@ -429,7 +376,6 @@ import zlib
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.locale import get_best_parsable_locale
-from ansible.module_utils.common.process import get_bin_path
 
 from ansible_collections.taylordash.rollback.plugins.module_utils._process import spawn
 from ansible_collections.taylordash.rollback.plugins.module_utils._postgres import (
@@ -441,10 +387,12 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._postgres impo
     PG_DUMP_HEADER,
     PG_DUMP_TRAILER,
     ROW_COUNT_QUERY,
-    ComposeConnection,
-    DirectConnection,
+    CONNECTION_MUTUALLY_EXCLUSIVE,
+    CONNECTION_REQUIRED_BY,
     classify_error,
-    client_bin_dirs,
+    find_client,
+    build_connection,
+    connection_argument_spec,
     iter_file,
     parse_row_counts,
     psql_query_args,
@@ -1136,36 +1084,10 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
-def find_client(name):
-    try:
-        return get_bin_path(name, opt_dirs=client_bin_dirs())
-    except ValueError:
-        return None
-
-
-def build_connection(module):
-    params = module.params
-    if params['project_dir']:
-        docker = params['docker_cli']
-        if not docker:
-            try:
-                docker = get_bin_path('docker')
-            except ValueError:
-                module.fail_json(msg='Cannot find the docker client on PATH; install it or set docker_cli.')
-        if not os.path.isdir(params['project_dir']):
-            module.fail_json(msg='project_dir %s does not exist or is not a directory.' % params['project_dir'])
-        return ComposeConnection(docker, params['project_dir'], params['db_service'], params['db_user'],
-                                 compose_files=params['compose_files'], project_name=params['project_name'],
-                                 password=params['login_password'],
-                                 connect_timeout=params['connect_timeout']), None
-    psql = find_client('psql')
-    if psql is None:
-        module.fail_json(msg='Cannot find psql on the module host (PATH, /usr/lib/postgresql/*/bin); install the '
-                             'PostgreSQL client (postgresql-client), or use compose mode (project_dir).')
-    conn = DirectConnection(psql, find_client('pg_restore'), params['login_host'], params['login_port'],
-                            params['login_user'], password=params['login_password'],
-                            connect_timeout=params['connect_timeout'])
-    return conn, find_client('pg_dump')
+def build_connection_and_dump(module):
+    """The connection, and pg_dump for the safety dump of state=dumped in direct mode."""
+    conn = build_connection(module)
+    return conn, None if module.params['project_dir'] else find_client('pg_dump')
 
 
 def main():
@@ -1180,30 +1102,16 @@ def main():
             lock_timeout=dict(type='int', default=30),
             dump_format=dict(type='str', default='plain', choices=['plain', 'custom']),
             force=dict(type='bool', default=False),
-            connect_timeout=dict(type='int', default=10),
-            project_dir=dict(type='path'),
-            compose_files=dict(type='list', elements='str'),
-            project_name=dict(type='str'),
-            db_service=dict(type='str', default='postgres'),
-            db_user=dict(type='str', default='taylordash'),
-            docker_cli=dict(type='path'),
-            login_host=dict(type='str'),
-            login_port=dict(type='int', default=5432),
-            login_user=dict(type='str', default='postgres'),
-            login_password=dict(type='str', no_log=True),
+            **connection_argument_spec()
         ),
-        mutually_exclusive=[
-            ('project_dir', 'login_host'),
-            ('project_dir', 'login_port'),
-            ('project_dir', 'login_user'),
-        ],
-        required_by={'compose_files': 'project_dir', 'project_name': 'project_dir'},
+        mutually_exclusive=CONNECTION_MUTUALLY_EXCLUSIVE,
+        required_by=CONNECTION_REQUIRED_BY,
         supports_check_mode=True,
     )
     problems = validate_params(module.params)
     if problems:
         module.fail_json(msg='Invalid options: %s.' % '; '.join(problems))
-    conn, pg_dump = build_connection(module)
+    conn, pg_dump = build_connection_and_dump(module)
     worker = BackupRestore(module, conn, get_best_parsable_locale(module), pg_dump)
     if module.params['state'] == 'dumped':
         result = worker.dump()

@@ -71,6 +71,8 @@ attributes:
     support: full
     membership:
       - taylordash.rollback.rollback
+extends_documentation_fragment:
+  - taylordash.rollback.postgres_connection
 options:
   path:
     description:
@@ -114,64 +116,6 @@ options:
         C(pg_restore) cannot run parallel jobs when it reads from stdin.
     type: int
     default: 2
-  connect_timeout:
-    description:
-      - Seconds to wait for a connection (E(PGCONNECT_TIMEOUT)).
-    type: int
-    default: 10
-  project_dir:
-    description:
-      - Compose mode. The compose project directory; psql/pg_restore run in O(db_service)
-        through C(docker compose exec -T).
-      - Mutually exclusive with O(login_host), O(login_port) and O(login_user).
-    type: path
-  compose_files:
-    description:
-      - Compose mode. Compose files, relative to O(project_dir); default is compose's own choice
-        (C(compose.yaml), C(docker-compose.yml)...).
-    type: list
-    elements: str
-  project_name:
-    description:
-      - Compose mode. The compose project name; default is compose's own (from O(project_dir) or
-        E(COMPOSE_PROJECT_NAME)).
-    type: str
-  db_service:
-    description:
-      - Compose mode. The compose service running PostgreSQL.
-    type: str
-    default: postgres
-  db_user:
-    description:
-      - Compose mode. The role psql and pg_restore use inside the container (C(-U)), like the
-        runbook's C(psql -U taylordash).
-    type: str
-    default: taylordash
-  docker_cli:
-    description:
-      - Compose mode. Path to the C(docker) client. Default is C(docker) found on E(PATH).
-    type: path
-  login_host:
-    description:
-      - Direct mode. Host name or address of the PostgreSQL server, or a directory holding its unix
-        socket. Default is the client's default unix socket.
-    type: str
-  login_port:
-    description:
-      - Direct mode. Port of the PostgreSQL server.
-    type: int
-    default: 5432
-  login_user:
-    description:
-      - Direct mode. The role to connect as; it needs CREATEDB.
-    type: str
-    default: postgres
-  login_password:
-    description:
-      - Password of O(login_user) (direct mode) or O(db_user) (compose mode).
-      - It is handed to psql and pg_restore in their environment (E(PGPASSWORD)) only, never on a
-        command line; in compose mode C(docker compose exec -e PGPASSWORD) passes it on by name.
-    type: str
   login_db:
     description:
       - The maintenance database to connect to for C(CREATE DATABASE) and C(DROP DATABASE) of the
@@ -454,7 +398,6 @@ import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.locale import get_best_parsable_locale
-from ansible.module_utils.common.process import get_bin_path
 
 from ansible_collections.taylordash.rollback.plugins.module_utils._postgres import (
     FORMAT_CUSTOM,
@@ -463,12 +406,13 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._postgres impo
     ROW_COUNT_QUERY,
     SERVER_VERSION_QUERY,
     BackupError,
-    ComposeConnection,
-    DirectConnection,
+    CONNECTION_MUTUALLY_EXCLUSIVE,
+    CONNECTION_REQUIRED_BY,
     archive_summary,
     check_expectations,
     classify_error,
-    client_bin_dirs,
+    build_connection,
+    connection_argument_spec,
     create_database_sql,
     drop_database_sql,
     iter_file,
@@ -840,38 +784,6 @@ class BackupVerifier(object):
         return self.result
 
 
-def build_connection(module):
-    params = module.params
-    if params['project_dir']:
-        docker = params['docker_cli']
-        if not docker:
-            try:
-                docker = get_bin_path('docker')
-            except ValueError:
-                module.fail_json(msg='Cannot find the docker client on PATH; install it or set docker_cli.',
-                                 changed=False)
-        if not os.path.isdir(params['project_dir']):
-            module.fail_json(msg='project_dir %s does not exist or is not a directory.' % params['project_dir'],
-                             changed=False)
-        return ComposeConnection(docker, params['project_dir'], params['db_service'], params['db_user'],
-                                 compose_files=params['compose_files'], project_name=params['project_name'],
-                                 password=params['login_password'], connect_timeout=params['connect_timeout'])
-    dirs = client_bin_dirs()
-    found = {}
-    for name in ('psql', 'pg_restore'):
-        try:
-            found[name] = get_bin_path(name, opt_dirs=dirs)
-        except ValueError:
-            found[name] = None
-    if found['psql'] is None:
-        module.fail_json(msg='Cannot find psql on the module host (PATH, /usr/lib/postgresql/*/bin); install '
-                             'the PostgreSQL client (postgresql-client), or use compose mode (project_dir).',
-                         changed=False)
-    return DirectConnection(found['psql'], found['pg_restore'], params['login_host'], params['login_port'],
-                            params['login_user'], password=params['login_password'],
-                            connect_timeout=params['connect_timeout'])
-
-
 def main():
     argument_spec = dict(
         path=dict(type='path'),
@@ -881,29 +793,14 @@ def main():
         expect_tables=dict(type='list', elements='str', default=[]),
         min_rows=dict(type='dict', default={}),
         jobs=dict(type='int', default=2),
-        connect_timeout=dict(type='int', default=10),
-        project_dir=dict(type='path'),
-        compose_files=dict(type='list', elements='str'),
-        project_name=dict(type='str'),
-        db_service=dict(type='str', default='postgres'),
-        db_user=dict(type='str', default='taylordash'),
-        docker_cli=dict(type='path'),
-        login_host=dict(type='str'),
-        login_port=dict(type='int', default=5432),
-        login_user=dict(type='str', default='postgres'),
-        login_password=dict(type='str', no_log=True),
         login_db=dict(type='str', default='postgres'),
     )
+    argument_spec.update(connection_argument_spec())
     module = AnsibleModule(
         argument_spec=argument_spec,
-        mutually_exclusive=[
-            ('path', 'backup_dir'),
-            ('project_dir', 'login_host'),
-            ('project_dir', 'login_port'),
-            ('project_dir', 'login_user'),
-        ],
+        mutually_exclusive=[('path', 'backup_dir')] + CONNECTION_MUTUALLY_EXCLUSIVE,
         required_one_of=[('path', 'backup_dir')],
-        required_by={'compose_files': 'project_dir', 'project_name': 'project_dir'},
+        required_by=CONNECTION_REQUIRED_BY,
         supports_check_mode=True,
     )
     problems = validate_params(module.params)

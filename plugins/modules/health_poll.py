@@ -240,26 +240,16 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._http_probe im
     build_opener,
     probe,
 )
-
-
-def percentile(sorted_values, pct):
-    """Nearest-rank percentile of an ascending list; None when empty."""
-    if not sorted_values:
-        return None
-    rank = int(-(-pct * len(sorted_values) // 100))  # ceil without floats drifting
-    rank = min(max(rank, 1), len(sorted_values))
-    return sorted_values[rank - 1]
+from ansible_collections.taylordash.rollback.plugins.module_utils._latency import (
+    latency_figures as shared_latency_figures,
+)
 
 
 def latency_figures(values):
-    ordered = sorted(values)
-    return dict(
-        count=len(ordered),
-        min=round(ordered[0], 6) if ordered else None,
-        p50=round(percentile(ordered, 50), 6) if ordered else None,
-        p95=round(percentile(ordered, 95), 6) if ordered else None,
-        max=round(ordered[-1], 6) if ordered else None,
-    )
+    """count, min, p50, p95, max (nearest rank) of the successful requests' seconds."""
+    figures = shared_latency_figures(values)
+    figures.pop('mean')
+    return figures
 
 
 def judge(result, status_codes, body_pattern):
