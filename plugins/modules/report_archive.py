@@ -156,12 +156,19 @@ missing_sources:
   returned: always
   type: list
   elements: str
+archive_exists:
+  description:
+    - Whether the module failed because O(archive_dir) exists already (another report took the name),
+      so the caller can choose another name and try again.
+  returned: always
+  type: bool
 log_path:
   description: The history log appended to, or null.
   returned: always
   type: str
 """
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -316,10 +323,12 @@ def main():
     )
     params = module.params
     archive = params['archive_dir']
-    result = dict(changed=False, archive_dir=archive, files=[], missing_sources=[], log_path=params['log_path'])
+    result = dict(changed=False, archive_dir=archive, archive_exists=False, files=[], missing_sources=[],
+                  log_path=params['log_path'])
 
     problems, modes = validate(params)
     if problems:
+        result['archive_exists'] = os.path.lexists(archive)
         module.fail_json(msg='Nothing was written: ' + '; '.join(problems) + '.', **result)
 
     documents = [(os.path.join(archive, doc['name']), to_bytes(doc['content'], errors='surrogate_or_strict'),
@@ -347,6 +356,7 @@ def main():
         os.chmod(archive, modes['dir'])
     except OSError as exc:
         result['changed'] = False
+        result['archive_exists'] = exc.errno == errno.EEXIST and os.path.isdir(archive)
         module.fail_json(msg='Nothing was written: cannot create the archive directory %s: %s. Check that '
                              'its parent is writable by user ID %d and that the name is new.'
                          % (archive, to_native(exc), os.getuid()), **result)

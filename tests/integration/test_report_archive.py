@@ -79,6 +79,7 @@ def test_second_run_with_the_same_archive_fails_and_writes_nothing(tmp_path, env
     again = run_module("report_archive", dict(args, documents=[{"name": "other.md", "content": "x"}]))
     assert again["failed"] is True
     assert "exists already" in again["msg"] and "Nothing was written" in again["msg"]
+    assert again["archive_exists"] is True  # the role chooses another name and tries again
     assert not os.path.exists(os.path.join(args["archive_dir"], "other.md"))
     with open(args["log_path"]) as f:
         assert f.read() == before
@@ -147,6 +148,7 @@ def test_bad_input_fails_before_writing(tmp_path, env_file, over, message):
     got = run_module("report_archive", args)
     assert got["failed"] is True, got
     assert message in got["msg"] and "Nothing was written" in got["msg"]
+    assert got["archive_exists"] is False
     assert not os.path.exists(args["archive_dir"])
     assert not os.path.exists(args["log_path"])
 

@@ -271,3 +271,33 @@ def test_no_secret_in_runner_artifacts(failed_run):
             assert secret not in text, path
     for secret in target.secrets:
         assert secret not in failed_run.proc.stdout and secret not in failed_run.proc.stderr
+
+
+def test_reports_of_the_same_second_get_archives_of_their_own(tmp_path):
+    """Three hosts of one play share a report directory and report in the same second: three
+    archives (the later ones named <second>_<microseconds>), three history lines, no file shared."""
+    play = tmp_path / "report.yml"
+    play.write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.import_role:\n        name: taylordash.rollback.report\n")
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("".join(
+        f"h{i} ansible_connection=local ansible_python_interpreter={VENV_BIN / 'python'}\n" for i in range(3)))
+    report_dir = tmp_path / "reports"
+    report_dir.mkdir()
+    extra = {"report_type": "immediate", "report_dir": str(report_dir), "report_archive_env": False,
+             "stack_project_dir": str(tmp_path), "stack_compose_project": "tdsame",
+             "report_state_after": {"services": []}}
+    proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(play), "-e", json.dumps(extra)],
+                          capture_output=True, text=True, env=ansible_env(), timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    dirs = sorted(p for p in (report_dir / "rollbacks").iterdir())
+    assert len(dirs) == 3, dirs
+    for archive in dirs:
+        md, data = load_report(archive)
+        assert data["files"]["report"] == str(archive / f"rollback_report_{archive.name}.md")
+    assert sorted(load_report(d)[1]["host"] for d in dirs) == ["h0", "h1", "h2"]
+    assert any("_" in d.name[9:] for d in dirs)  # at least one took the <second>_<microseconds> name
+    lines = (report_dir / "rollback_history.log").read_text().splitlines()
+    assert sorted(line.split("report=")[1] for line in lines) == sorted(
+        f"rollbacks/{d.name}/rollback_report_{d.name}.md" for d in dirs)
