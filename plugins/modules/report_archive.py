@@ -12,7 +12,7 @@ module: report_archive
 short_description: Write a rollback's report files into a new archive directory and log the rollback
 description:
   - The runbook's C(mkdir rollbacks/$(date); mv report; cp .env) and C(echo ... >> rollback_history.log)
-    in one step: creates the archive directory O(archive_dir), writes every document of
+    in one step. It creates the archive directory O(archive_dir), writes every document of
     O(documents) into it, copies the files of O(copies) beside them, and appends O(log_line) to
     O(log_path).
   - Every input is checked before anything is written. The archive directory must not exist yet,
