@@ -593,6 +593,11 @@ def classify_error(stderr, where, user, user_option='login_user', rc=None):
         return 'service_not_running', ('the compose service %s is not running: start it (docker compose up -d %s) '
                                        'or check project_dir/project_name/compose_files (%s)'
                                        % (match.group(1), match.group(1), excerpt))
+    match = re.search(r'No such container: (\S+)', text)
+    if match:
+        return 'service_not_running', ('the database container %s is gone (recreated or removed while the '
+                                       'module ran): check the compose project and run the task again (%s)'
+                                       % (match.group(1), excerpt))
     match = re.search(r'no such service: (\S+)', text)
     if match:
         return 'no_such_service', ('the compose project has no service %s: check db_service (%s)' % (match.group(1), excerpt))
@@ -719,6 +724,8 @@ class ComposeConnection(object):
         self.connect_timeout = connect_timeout
         self.psql = 'psql'
         self.pg_restore = 'pg_restore'
+        # The service's running container, once pin_container() found exactly one.
+        self.container = None
 
     @property
     def where(self):
@@ -736,11 +743,26 @@ class ComposeConnection(object):
             argv += ['-p', self.project_name]
         return argv + list(args)
 
+    def pin_container(self, run):
+        """Resolve the service's running container once (``docker compose ps -q``), so that the
+        following calls run ``docker exec -i <container>``: 0.09 s a call instead of 0.15-0.20 s
+        for ``docker compose exec`` on the benchmark machine. ``run(argv)`` returns a result with
+        ``rc`` and ``stdout_text``. When there is not exactly one running container (stopped,
+        no such service, compose errors), nothing is pinned and every call goes through compose,
+        whose own messages then say what is wrong. Returns the pinned container ID or None."""
+        res = run(self.compose_argv(['ps', '-q', '--status', 'running', self.service]))
+        ids = res.stdout_text.split() if res.rc == 0 else []
+        self.container = ids[0] if len(ids) == 1 and re.match(r'^[0-9a-f]{12,64}$', ids[0]) else None
+        return self.container
+
     def exec_argv(self, command, locale='C'):
         env_args = ['-e', 'LC_ALL=%s' % locale, '-e', 'PGCONNECT_TIMEOUT=%s' % self.connect_timeout,
                     '-e', 'PGCLIENTENCODING=UTF8']
         if self.password:
             env_args += ['-e', 'PGPASSWORD']
+        if self.container:
+            # -i: stdin attached (the dump streams through it), no TTY, like compose exec -T.
+            return [self.docker, 'exec', '-i'] + env_args + [self.container] + list(command)
         return self.compose_argv(['exec', '-T'] + env_args + [self.service] + list(command))
 
     def _conn(self, dbname):

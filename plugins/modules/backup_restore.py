@@ -35,7 +35,8 @@ description:
     restore takes first; verify it with M(taylordash.rollback.backup_verify) before restoring."
   - "Two ways to reach PostgreSQL, as M(taylordash.rollback.backup_verify): with O(project_dir),
     C(docker compose exec -T) into O(db_service) runs psql/pg_restore/pg_dump inside the container
-    and the files on the module host are streamed through stdin and stdout; without it, the client
+    and the files on the module host are streamed through stdin and stdout (for a restore, the
+    running container is pinned once and reached with C(docker exec -i)); without it, the client
     programs on the module host connect to O(login_host):O(login_port)."
 version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
@@ -771,6 +772,9 @@ class BackupRestore(object):
             self.fail('%s is a %s archive, which needs pg_restore, and there is no pg_restore on the module host; '
                       'install the PostgreSQL client or use compose mode (project_dir). Nothing was changed.' % (path, fmt))
 
+        if self.conn.mode == 'compose':
+            # Three or more calls into the database container follow: docker exec, not compose exec.
+            self.conn.pin_container(self.run)
         self.begin_phase('count_before')
         before, res = self.count_rows()
         self.end_phase()

@@ -24,6 +24,10 @@ description:
     otherwise commit a truncated dump without any error. pg_dumpall output and psql
     meta-commands that act outside the scratch database (C(\\connect), C(\\!), C(\\o),
     C(\\i) and the like) are refused. Custom and tar archives must list with C(pg_restore -l)."
+  - "For plain SQL this pass runs while the scratch database is being created (it reads the file,
+    the creation waits on the server), and its verdict is awaited before a byte of the dump is
+    restored: a bad file is reported as a bad file, whatever the server said, and the scratch
+    database, if created, is dropped."
   - "Restore: a scratch database C(rollback_verify_<random>) is created (from C(template0)) and
     the backup restored into it. Plain SQL goes through
     C(psql -X -v ON_ERROR_STOP=1 --single-transaction -f -), streamed from the file (and
@@ -39,7 +43,9 @@ description:
     maintenance database O(login_db) is, to create and drop the scratch database.
   - "Two ways to reach PostgreSQL: with O(project_dir), C(docker compose exec -T) into the
     database service runs psql/pg_restore inside the container, as the runbook does, and the
-    backup on the module host is streamed to them through stdin. Without it, psql/pg_restore on
+    backup on the module host is streamed to them through stdin. The service's running container
+    is looked up once (C(docker compose ps -q)) and then reached with C(docker exec -i), which
+    starts faster; when it cannot be pinned down, every call goes through C(docker compose exec). Without it, psql/pg_restore on
     the module host connect to O(login_host):O(login_port) (option names as in
     community.postgresql)."
 version_added: 0.1.0
@@ -393,6 +399,7 @@ import itertools
 import os
 import signal
 import stat
+import threading
 import time
 import uuid
 
@@ -498,6 +505,46 @@ def validate_params(params):
     return problems
 
 
+class BackgroundScan(threading.Thread):
+    """The integrity pass over a plain or gzip dump (sha256, gzip CRC, truncation, forbidden
+    meta-commands), run while the scratch database is being created: both wait on different
+    things (the file, the server), so the pass costs no wall time of its own. Nothing of the
+    dump is executed before wait() has returned None."""
+
+    def __init__(self, path, fmt):
+        super(BackgroundScan, self).__init__(name='integrity-scan')
+        self.daemon = True
+        self.path = path
+        self.fmt = fmt
+        self.digest = None
+        self.problem = None
+        self.seconds = None
+
+    def run(self):
+        started = time.time()
+        try:
+            digest, scan = scan_plain_file(self.path, self.fmt == FORMAT_GZIP)
+            problems = scan.problems()
+            if problems:
+                self.problem = 'Backup %s (%s) is not usable: %s.' % (self.path, self.fmt, '; '.join(problems))
+            else:
+                self.digest = digest
+        except BackupError as exc:
+            self.problem = 'Backup %s (%s) is not usable: %s.' % (self.path, self.fmt, exc)
+        except (IOError, OSError) as exc:
+            self.problem = 'Cannot read backup %s: %s' % (self.path, exc)
+        except Exception as exc:  # pylint: disable=broad-except
+            # Whatever happens in the thread must reach the module, never pass silently.
+            self.problem = 'The integrity check of %s failed unexpectedly: %r' % (self.path, exc)
+        finally:
+            self.seconds = round(time.time() - started, 3)
+
+    def wait(self):
+        """None when the dump passed, else the message to fail with."""
+        self.join()
+        return self.problem
+
+
 class BackupVerifier(object):
     def __init__(self, module, conn, locale):
         self.module = module
@@ -580,8 +627,8 @@ class BackupVerifier(object):
         return path
 
     # -- 2. file checks and integrity ---------------------------------------------------------
-    def check_file(self, path):
-        self.begin_phase('integrity')
+    def check_head(self, path):
+        """Size, age and format from the first bytes: cheap, before anything else."""
         try:
             st = os.stat(path)
             with open(path, 'rb') as fh:
@@ -602,23 +649,14 @@ class BackupVerifier(object):
             self.fail('Backup %s cannot be verified: %s.' % (path, problem))
         self.result['format'] = fmt
         self.result['archive'] = None
-
-        if fmt in (FORMAT_PLAIN, FORMAT_GZIP):
-            try:
-                digest, scan = scan_plain_file(path, fmt == FORMAT_GZIP)
-            except BackupError as exc:
-                self.fail('Backup %s (%s) is not usable: %s.' % (path, fmt, exc))
-            except (IOError, OSError) as exc:
-                self.fail('Cannot read backup %s: %s' % (path, exc))
-            self.result['sha256'] = digest
-            problems = scan.problems()
-            if problems:
-                self.fail('Backup %s (%s) is not usable: %s.' % (path, fmt, '; '.join(problems)))
-        else:
-            self.result['sha256'] = sha256_file(path)
-            self.list_archive(path, fmt)
-        self.end_phase()
         return fmt
+
+    def check_archive(self, path, fmt):
+        """Custom and tar archives: sha256, then pg_restore -l (header and table of contents)."""
+        self.begin_phase('integrity')
+        self.result['sha256'] = sha256_file(path)
+        self.list_archive(path, fmt)
+        self.end_phase()
 
     def list_archive(self, path, fmt):
         """pg_restore -l: reads the archive header and table of contents only."""
@@ -645,20 +683,28 @@ class BackupVerifier(object):
             self.fail('Backup %s (%s) has an empty table of contents: nothing to restore.' % (path, fmt))
 
     # -- 3. restore into a scratch database ---------------------------------------------------
-    def connect_and_create(self):
+    def connect_and_create(self, integrity=None):
         """The server version, then CREATE DATABASE of the scratch database: one psql call (in
         compose mode one container exec less). Fails, before any database exists, when the
-        server does not answer; returns the result, whose rc says whether the CREATE worked."""
+        server does not answer; returns the result, whose rc says whether the CREATE worked.
+        With a BackgroundScan, its verdict comes first: a bad file fails as a bad file."""
         args = ['-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', SERVER_VERSION_QUERY,
                 '-c', create_database_sql(self.scratch)]
         res = self.run(self.conn.psql_argv(self.params['login_db'], args))
         try:
             version, num = parse_server_version(res.stdout_text)
         except ValueError as exc:
-            self.fail('Cannot verify backup %s: %s' % (self.result['path'], self.classify(res) if res.rc != 0 else exc),
+            version, num, problem = None, None, exc
+        else:
+            problem = None
+            self.result['server_version'] = version
+            self.server_version_num = num
+        if integrity is not None:
+            # A bad file is reported as such, whatever the server said.
+            self.integrity_verdict(integrity, created=res.rc == 0 and problem is None)
+        if problem is not None:
+            self.fail('Cannot verify backup %s: %s' % (self.result['path'], self.classify(res) if res.rc != 0 else problem),
                       cmd_result=res)
-        self.result['server_version'] = version
-        self.server_version_num = num
         return res
 
     def restore(self, path, fmt):
@@ -728,10 +774,27 @@ class BackupVerifier(object):
         self.result['scratch_dropped'] = res.rc == 0
         return res
 
-    def verify(self, path, fmt):
+    def integrity_verdict(self, integrity, created):
+        """Wait for the background integrity pass; when it failed, drop the scratch database
+        (if the CREATE worked) and fail with its message: the dump is never restored."""
+        problem = integrity.wait()
+        self.result['phases']['integrity'] = integrity.seconds
+        if problem is None:
+            self.result['sha256'] = integrity.digest
+            return
+        note = ''
+        if created:
+            drop_res = self.drop()
+            self.result['scratch_db'] = self.scratch
+            if drop_res.rc != 0:
+                note = (' Dropping the scratch database %s FAILED (%s); make sure it is gone: DROP DATABASE IF '
+                        'EXISTS "%s".' % (self.scratch, self.classify(drop_res), self.scratch))
+        self.fail(problem + note)
+
+    def verify(self, path, fmt, integrity=None):
         self.begin_phase('restore')
         self.scratch = new_scratch_name(uuid.uuid4().hex[:12])
-        res = self.connect_and_create()
+        res = self.connect_and_create(integrity)
         self.result['scratch_db'] = self.scratch
         self.result['scratch_dropped'] = True
         failure = None
@@ -769,8 +832,16 @@ class BackupVerifier(object):
 
     def main(self):
         path = self.locate()
-        fmt = self.check_file(path)
-        tables = self.verify(path, fmt)
+        fmt = self.check_head(path)
+        integrity = None
+        if fmt in (FORMAT_PLAIN, FORMAT_GZIP):
+            integrity = BackgroundScan(path, fmt)
+            integrity.start()
+        if self.conn.mode == 'compose':
+            self.conn.pin_container(self.run)
+        if integrity is None:
+            self.check_archive(path, fmt)
+        tables = self.verify(path, fmt, integrity)
         problems = check_expectations(tables, self.params['expect_tables'],
                                       dict((k, int(v)) for k, v in (self.params['min_rows'] or {}).items()))
         self.result['problems'] = problems

@@ -240,7 +240,10 @@ def test_truncated_plain_mid_copy(pg_server, source):
     result = verify(pg_server, path=str(variant(source, "backup_cut_copy.sql", cut)))
     assert result["failed"] is True
     assert "ends inside the COPY data of public.users" in result["msg"]
-    assert "scratch_db" not in result  # refused before the server was contacted
+    # The integrity pass ran while the scratch database was created; its verdict came before
+    # any of the dump was restored, and the scratch database is gone again.
+    assert result["scratch_dropped"] is True and "count" not in result["phases"]
+    assert scratch_databases(pg_server) == []
 
 
 def test_truncated_plain_mid_statement(pg_server, source):
@@ -256,7 +259,7 @@ def test_truncated_gzip(pg_server, source):
     result = verify(pg_server, path=str(variant(source, "backup_cut.sql.gz", blob[:len(blob) * 2 // 3])))
     assert result["failed"] is True
     assert "gzip stream is corrupt or truncated" in result["msg"]
-    assert "scratch_db" not in result
+    assert result["scratch_dropped"] is True and scratch_databases(pg_server) == []
 
 
 def test_corrupt_gzip_crc(pg_server, source):
@@ -310,7 +313,10 @@ def test_create_dump_with_connect_is_refused(pg_server, source):
     result = verify(pg_server, path=str(source.create))
     assert result["failed"] is True
     assert "psql meta-command \\connect" in result["msg"]
-    assert "scratch_db" not in result
+    # Refused before a byte of it ran: the scratch database created meanwhile is dropped again,
+    # and the real database still exists.
+    assert result["scratch_dropped"] is True and scratch_databases(pg_server) == []
+    assert source.db in pg_server.databases()
 
 
 def test_directory_format_is_refused(pg_server, source, tmp_path):

@@ -457,6 +457,49 @@ def test_compose_connection_argv():
     assert all("s3cret" not in a for a in everything)
 
 
+class _Ran(object):
+    def __init__(self, rc, stdout_text):
+        self.rc, self.stdout_text = rc, stdout_text
+
+
+CONTAINER = "ae7640a3b3c156cad6bdf263775e1a6a7d7e29ed1ee97394efe05f11cf11566b"
+
+
+def test_pinned_container_runs_docker_exec():
+    conn = pg.ComposeConnection("docker", "/srv/app", "db", "app", project_name="tdx", password="s3cret")
+    asked = []
+
+    def run(argv):
+        asked.append(argv)
+        return _Ran(0, CONTAINER + "\n")
+
+    assert conn.pin_container(run) == CONTAINER
+    assert asked == [["docker", "compose", "--project-directory", "/srv/app", "-p", "tdx",
+                      "ps", "-q", "--status", "running", "db"]]
+    assert conn.psql_argv("postgres", ["-c", "select 1"]) == [
+        "docker", "exec", "-i", "-e", "LC_ALL=C", "-e", "PGCONNECT_TIMEOUT=10", "-e", "PGCLIENTENCODING=UTF8",
+        "-e", "PGPASSWORD", CONTAINER, "psql", "-X", "-U", "app", "-d", "postgres", "-w", "-c", "select 1"]
+    assert all("s3cret" not in a for a in conn.psql_argv("x", []))
+
+
+@pytest.mark.parametrize("rc, stdout", [
+    (0, ""),                                   # the service is not running
+    (0, CONTAINER + "\n" + CONTAINER[::-1]),  # scaled: which one would be ambiguous
+    (1, ""),                                   # compose failed: no such service, no compose file
+    (0, "WARN[0000] something\n"),            # not a container ID
+])
+def test_nothing_pinned_falls_back_to_compose_exec(rc, stdout):
+    conn = pg.ComposeConnection("docker", "/srv/app", "db", "app")
+    assert conn.pin_container(lambda argv: _Ran(rc, stdout)) is None
+    assert conn.psql_argv("postgres", [])[:6] == ["docker", "compose", "--project-directory", "/srv/app", "exec", "-T"]
+
+
+def test_gone_container_is_named():
+    kind, msg = pg.classify_error("Error response from daemon: No such container: ae7640a3b3c1\n",
+                                  "the compose service db", "app", "db_user")
+    assert kind == "service_not_running" and "ae7640a3b3c1" in msg and "run the task again" in msg
+
+
 def test_compose_connection_minimal():
     conn = pg.ComposeConnection("docker", "/srv/app", "db", "app")
     assert conn.psql_argv("postgres", []) == [

