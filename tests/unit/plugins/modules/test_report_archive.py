@@ -40,7 +40,7 @@ def test_valid_input_has_no_problems(tmp_path):
 def test_every_problem_is_listed_at_once(tmp_path):
     directory = tmp_path / "a-directory"
     directory.mkdir()
-    problems, _ = mod.validate(params(
+    problems, dummy_modes = mod.validate(params(
         tmp_path,
         documents=[{"name": "r.md", "content": "x", "mode": "0644"}, {"name": "r.md", "content": "y", "mode": "x"}],
         copies=[{"src": str(directory), "name": "env", "mode": "0600", "missing_ok": True},
@@ -57,13 +57,13 @@ def test_every_problem_is_listed_at_once(tmp_path):
 def test_existing_archive_is_refused(tmp_path):
     archive = tmp_path / "rollbacks" / "20261125_141801"
     archive.mkdir(parents=True)
-    problems, _ = mod.validate(params(tmp_path))
+    problems, dummy_modes = mod.validate(params(tmp_path))
     assert len(problems) == 1 and "exists already" in problems[0]
 
 
 def test_copy_name_may_not_repeat_a_document(tmp_path):
     env = tmp_path / ".env"
     env.write_text("A=1\n")
-    problems, _ = mod.validate(params(tmp_path, copies=[{"src": str(env), "name": "r.md", "mode": "0600",
-                                                         "missing_ok": True}]))
+    copies = [{"src": str(env), "name": "r.md", "mode": "0600", "missing_ok": True}]
+    problems, dummy_modes = mod.validate(params(tmp_path, copies=copies))
     assert problems == ["copies[0].name: 'r.md' is written twice"]
