@@ -18,6 +18,7 @@ tenth of (b)'s time.
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -137,6 +138,8 @@ def main():
                     round_no + 1, method, "%.2f" % answer if answer is not None else "never", exited), flush=True)
     finally:
         ctl("down", "--dir", str(stack_dir))
+        # The stack directory holds the secrets file and the stack's .env: remove it with the stack.
+        shutil.rmtree(work, ignore_errors=True)
 
     med = {m: {k: statistics.median([v for v in r[k] if v is not None] or [float("nan")]) for k in r}
            for m, r in results.items()}
