@@ -691,14 +691,11 @@ class BackupVerifier(object):
         args = ['-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', SERVER_VERSION_QUERY,
                 '-c', create_database_sql(self.scratch)]
         res = self.run(self.conn.psql_argv(self.params['login_db'], args))
+        problem = None
         try:
-            version, num = parse_server_version(res.stdout_text)
+            self.result['server_version'], self.server_version_num = parse_server_version(res.stdout_text)
         except ValueError as exc:
-            version, num, problem = None, None, exc
-        else:
-            problem = None
-            self.result['server_version'] = version
-            self.server_version_num = num
+            problem = exc
         if integrity is not None:
             # A bad file is reported as such, whatever the server said.
             self.integrity_verdict(integrity, created=res.rc == 0 and problem is None)

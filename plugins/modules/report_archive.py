@@ -249,13 +249,19 @@ def digest(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def write_atomic(path, data, mode):
-    """Write to a temporary file in the same directory and rename it into place."""
+def write_atomic(path, blocks, mode):
+    """Write the byte blocks to a temporary file in the same directory, created with mode before
+    any byte is written, and rename it into place; return (size, sha256) of what was written."""
+    sha = hashlib.sha256()
+    size = 0
     fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=os.path.dirname(path))
     try:
         with os.fdopen(fd, 'wb') as handle:
             os.fchmod(handle.fileno(), mode)
-            handle.write(data)
+            for block in blocks:
+                sha.update(block)
+                size += len(block)
+                handle.write(block)
             handle.flush()
             os.fsync(handle.fileno())
         os.rename(tmp, path)
@@ -263,35 +269,19 @@ def write_atomic(path, data, mode):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-
-
-def copy_file(src, dest, mode):
-    """Copy src to dest with mode set before any byte is written; return (size, sha256)."""
-    sha = hashlib.sha256()
-    size = 0
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(dest), dir=os.path.dirname(dest))
-    try:
-        with os.fdopen(fd, 'wb') as out, open(src, 'rb') as source:
-            os.fchmod(out.fileno(), mode)
-            for block in iter(lambda: source.read(1 << 20), b''):
-                sha.update(block)
-                size += len(block)
-                out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        os.rename(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return size, sha.hexdigest()
+
+
+def file_blocks(path):
+    with open(path, 'rb') as source:
+        yield from iter(lambda: source.read(1 << 20), b'')
 
 
 def append_line(path, line):
     import fcntl  # POSIX only, like the rest of the collection's targets
     parent = os.path.dirname(path)
-    if parent and not os.path.isdir(parent):
-        os.makedirs(parent)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -349,8 +339,9 @@ def main():
 
     try:
         parent = os.path.dirname(archive)
-        if parent and not os.path.isdir(parent):
-            os.makedirs(parent)
+        if parent:
+            # exist_ok: another report may create the same parent at the same moment.
+            os.makedirs(parent, exist_ok=True)
         # mkdir fails when the directory appeared since the check: no archive is shared.
         os.mkdir(archive)
         os.chmod(archive, modes['dir'])
@@ -364,11 +355,11 @@ def main():
     step = 'writing the documents'
     try:
         for path, data, mode in documents:
-            write_atomic(path, data, mode)
-            result['files'].append(dict(path=path, mode='%04o' % mode, size=len(data), sha256=digest(data)))
+            size, sha = write_atomic(path, [data], mode)
+            result['files'].append(dict(path=path, mode='%04o' % mode, size=size, sha256=sha))
         step = 'copying files'
         for src, dest, mode in copies:
-            size, sha = copy_file(src, dest, mode)
+            size, sha = write_atomic(dest, file_blocks(src), mode)
             result['files'].append(dict(path=dest, mode='%04o' % mode, size=size, sha256=sha))
         if params['log_path']:
             step = 'appending to the history log'
