@@ -283,3 +283,13 @@ def module_stack_factory(tmp_path_factory):
     yield make
     for stack in made:
         stack.down()
+
+
+@pytest.fixture(autouse=True)
+def _modules_run_as_on_a_target_host(monkeypatch):
+    """Module tests run main() in this process, as on a target host. Importing any controller
+    code (a filter plugin, ansible.errors) flips ansible-core's ``is_controller`` switch for the
+    whole process, and module warnings then go to the controller's display instead of the
+    result; modules never run with it set."""
+    from ansible.module_utils import _internal
+    monkeypatch.setattr(_internal, "is_controller", False)

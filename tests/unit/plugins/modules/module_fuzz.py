@@ -106,19 +106,19 @@ class ModuleFuzz:
     def _argument_spec(self):
         recorded = {}
 
-        class Recorder:
-            def __init__(self, *args, **kwargs):
-                recorded.update(kwargs.get("argument_spec") or (args[0] if args else {}))
-                raise _Stop("spec", None)
+        def recorder(_self, *args, **kwargs):
+            recorded.update(kwargs.get("argument_spec") or (args[0] if args else {}))
+            raise _Stop("spec", None)
 
-        original = self.module.AnsibleModule
-        self.module.AnsibleModule = Recorder
+        # Patched on the base class, so modules built on a subclass (RollbackModule) are read too.
+        original = basic.AnsibleModule.__init__
+        basic.AnsibleModule.__init__ = recorder
         try:
             self.module.main()
         except _Stop:
             pass
         finally:
-            self.module.AnsibleModule = original
+            basic.AnsibleModule.__init__ = original
         if not recorded:
             raise AssertionError("%s.main() created no AnsibleModule" % self.module.__name__)
         return recorded

@@ -1,0 +1,49 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) TaylorDash operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The AnsibleModule every module of this collection is built on.
+
+It adds one thing: every result, success or failure, carries ``timing`` (``start``, ``end`` in
+ISO 8601 UTC and ``seconds``). Roles hand their registered results to the
+``taylordash.rollback.step_timeline`` filter to learn how long each runbook step took, instead
+of recording a timestamp with a ``set_fact`` after every step.
+
+Private to this collection (leading underscore): no compatibility promise.
+"""
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+import datetime
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def _iso(epoch):
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat()
+
+
+class RollbackModule(AnsibleModule):
+    """``AnsibleModule`` whose ``exit_json`` and ``fail_json`` add ``timing`` to the result."""
+
+    def __init__(self, *args, **kwargs):
+        # Before AnsibleModule parses the arguments: a bad argument fails inside __init__.
+        self._started_epoch = time.time()
+        self._started_clock = time.monotonic()
+        super(RollbackModule, self).__init__(*args, **kwargs)
+
+    def timing(self):
+        seconds = time.monotonic() - self._started_clock
+        return dict(start=_iso(self._started_epoch), end=_iso(self._started_epoch + seconds),
+                    seconds=round(seconds, 3))
+
+    def exit_json(self, **kwargs):
+        kwargs.setdefault('timing', self.timing())
+        super(RollbackModule, self).exit_json(**kwargs)
+
+    def fail_json(self, msg, **kwargs):
+        kwargs.setdefault('timing', self.timing())
+        super(RollbackModule, self).fail_json(msg, **kwargs)
