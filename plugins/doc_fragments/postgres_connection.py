@@ -9,7 +9,7 @@ __metaclass__ = type
 
 class ModuleDocFragment(object):
     """The two ways to reach PostgreSQL shared by backup_verify and backup_restore; the argument
-    spec is plugins/module_utils/_postgres.py connection_argument_spec()."""
+    spec is plugins/module_utils/_pg_connection.py connection_argument_spec()."""
 
     DOCUMENTATION = r"""
 options:

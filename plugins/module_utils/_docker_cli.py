@@ -5,9 +5,11 @@
 
 """One gateway to the docker CLI for the modules of taylordash.rollback.
 
-Everything that runs ``docker`` goes through :meth:`DockerCLI.run`: the binary is found once,
-commands are argv lists (never a shell string), output is read under ``LC_ALL=C``, and every
-failure carries ``cmd``, ``rc``, ``stdout`` and ``stderr``.
+Everything that runs ``docker`` goes through :meth:`DockerCLI.run`, which runs it through the
+collection's process gateway (``_process.run_streaming``): the binary is found once
+(:func:`find_docker`), commands are argv lists (never a shell string), output is read under
+``LC_ALL=C``, every call has a deadline, and every failure carries ``cmd``, ``rc``, ``stdout``
+and ``stderr``.
 
 The parsing functions at the top take the text the CLI printed and nothing else, so unit tests
 feed them output captured from a real engine.
@@ -19,11 +21,18 @@ from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
 import json
+import os
 import re
 import shlex
 
 from ansible.module_utils.common.process import get_bin_path
-from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.common.text.converters import to_bytes, to_text
+
+from ansible_collections.taylordash.rollback.plugins.module_utils._process import (
+    LOCALE_ENV,
+    ProcessError,
+    run_streaming,
+)
 
 # Docker's tag grammar (distribution/reference): a word character first, then up to 127 more.
 TAG_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$')
@@ -45,19 +54,8 @@ IMAGE_ID_RE = re.compile(r'^(?:sha256:)?[0-9a-f]{12,64}$')
 _NOT_FOUND_RE = re.compile(r'no such (?:image|container|object)', re.IGNORECASE)
 
 
-class DockerCLIError(Exception):
+class DockerCLIError(ProcessError):
     """A docker command failed. ``as_dict()`` gives what every failure must carry."""
-
-    def __init__(self, msg, cmd=None, rc=None, stdout='', stderr=''):
-        super(DockerCLIError, self).__init__(msg)
-        self.msg = msg
-        self.cmd = cmd
-        self.rc = rc
-        self.stdout = stdout
-        self.stderr = stderr
-
-    def as_dict(self):
-        return dict(cmd=self.cmd, rc=self.rc, stdout=self.stdout, stderr=self.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,25 +147,53 @@ def tags_by_image(rows):
 # The gateway.
 # ---------------------------------------------------------------------------------------------
 
-class DockerCLI(object):
-    """Runs docker through ``module.run_command``.
+def cannot_run_message(binary, reason):
+    """Why the docker CLI at ``binary`` cannot be run, and what to do about it."""
+    return ('the docker CLI at %s cannot be run (%s): install docker there, or set docker_cli to the path '
+            'of the docker binary (unset, docker is looked up on PATH)' % (binary, reason))
 
-    ``docker_cli`` is an explicit path to the binary; otherwise it is looked up on PATH once.
+
+def find_docker(docker_cli=None):
+    """The docker binary to run: ``docker_cli`` when given (it must be an executable file),
+    else ``docker`` on PATH. The one place this collection looks docker up. Raises
+    DockerCLIError with a message saying what to do."""
+    if not docker_cli:
+        try:
+            return get_bin_path('docker')
+        except ValueError:
+            raise DockerCLIError('Cannot find the docker CLI on PATH of the target host; install it or '
+                                 'give its path in the docker_cli option.')
+    if not os.path.exists(docker_cli):
+        raise DockerCLIError(cannot_run_message(docker_cli, 'no such file'))
+    if os.path.isdir(docker_cli) or not os.access(docker_cli, os.X_OK):
+        raise DockerCLIError(cannot_run_message(docker_cli, 'not an executable file'))
+    return docker_cli
+
+
+class DockerCLI(object):
+    """Runs docker through the process gateway (module_utils/_process.py).
+
+    ``docker_cli`` is an explicit path to the binary; otherwise it is looked up on PATH once
+    (:func:`find_docker`); a binary that cannot be run fails the module before any command.
+    ``runner`` stands in for :func:`run_streaming` in unit tests (the binary is then not
+    checked: nothing is run). ``timeout`` bounds every docker call, in seconds.
     """
 
-    LOCALE_ENV = dict(LC_ALL='C', LANG='C', LC_MESSAGES='C')
+    LOCALE_ENV = LOCALE_ENV
+    TIMEOUT = 300.0
 
-    def __init__(self, module, docker_cli=None):
+    def __init__(self, module, docker_cli=None, runner=None, timeout=TIMEOUT):
         self.module = module
-        if docker_cli:
-            self.binary = docker_cli
-        else:
-            try:
-                self.binary = get_bin_path('docker')
-            except ValueError:
-                module.fail_json(
-                    msg='Cannot find the docker CLI on PATH of the target host; install it or '
-                        'give its path in the docker_cli option.')
+        self.timeout = timeout
+        self._runner = runner or run_streaming
+        if runner is not None:
+            self.binary = docker_cli or 'docker'
+            return
+        try:
+            self.binary = find_docker(docker_cli)
+        except DockerCLIError as exc:
+            msg = exc.msg[0].upper() + exc.msg[1:]
+            module.fail_json(msg=msg if msg.endswith('.') else msg + '. Nothing was changed.')
 
     def cmd_string(self, args):
         return ' '.join(shlex.quote(a) for a in [self.binary] + list(args))
@@ -175,21 +201,28 @@ class DockerCLI(object):
     def run(self, args, check_rc=True, data=None):
         """Run ``docker ARGS``; return ``(rc, stdout, stderr)``.
 
-        With ``check_rc`` a non-zero exit raises :class:`DockerCLIError`.
+        With ``check_rc`` a non-zero exit raises :class:`DockerCLIError`, and so does a binary
+        that cannot be started or a call that outlives ``timeout``.
         """
-        argv = [self.binary] + [to_text(a) for a in args]
-        # expand_user_and_vars=False: arguments are data, '$' or '~' in them stays as typed.
-        rc, stdout, stderr = self.module.run_command(
-            argv, data=data, binary_data=data is not None, environ_update=self.LOCALE_ENV,
-            expand_user_and_vars=False)
-        stdout = to_text(stdout, errors='surrogate_or_replace')
-        stderr = to_text(stderr, errors='surrogate_or_replace')
+        args = [to_text(a) for a in args]
+        argv = [self.binary] + args
+        try:
+            res = self._runner(argv, env_update=self.LOCALE_ENV, feed=None if data is None else [to_bytes(data)],
+                               timeout=self.timeout)
+        except OSError as exc:
+            raise DockerCLIError(cannot_run_message(self.binary, exc.strerror or exc),
+                                 cmd=self.cmd_string(args), rc=None, stdout='', stderr=to_text(exc))
+        rc = res.rc
+        stdout = res.stdout_text
+        stderr = res.stderr_text
+        if getattr(res, 'timed_out', False):
+            raise DockerCLIError('%s did not finish within %d s and was stopped' % (self.cmd_string(args), self.timeout),
+                                 cmd=self.cmd_string(args), rc=rc, stdout=stdout, stderr=stderr)
         if check_rc and rc != 0:
             raise DockerCLIError(
                 '%s failed (rc=%s): %s' % (self.cmd_string(args), rc, stderr.strip() or stdout.strip()),
                 cmd=self.cmd_string(args), rc=rc, stdout=stdout, stderr=stderr)
         return rc, stdout, stderr
-
     def fail(self, msg, error=None, **result):
         """``fail_json`` with the command details of ``error`` (a DockerCLIError) if given."""
         if error is not None:

@@ -3,14 +3,25 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Run a command in its own session with a deadline, and stop its whole process group.
+"""The one gateway through which this collection runs a program.
 
-``AnsibleModule.run_command`` has no timeout and cannot stop a process group: a hanging
-validation script would hang the task, and killing only the script would leave its children
-(curl, psql, sleep) running and holding its output pipe open. :func:`run_process` starts argv
-(a list, never a shell string) as the leader of a new session, reads stdout and stderr as they
-come (keeping the order in which lines arrived), and when the deadline passes sends SIGTERM to
-the group, then SIGKILL to whatever is left after a grace period.
+Every process the modules start (docker, psql, pg_restore, pg_dump, validation scripts) goes
+through :func:`start`: argv is a list (never a shell string), the child leads a new session so
+that its whole process group can be stopped, and its locale is C unless the caller says
+otherwise, so that output parsed here is not translated. On top of it:
+
+* :func:`run_process` - run to completion under a deadline, output as lines in arrival order
+  (validation scripts);
+* :func:`run_streaming` - feed stdin from a generator with bounded memory, keep bounded
+  stdout/stderr, optional deadline (docker, psql, pg_restore, pg_dump to a file);
+* :class:`Producer` - a child whose stdout is read by the caller as a stream of chunks
+  (``pg_restore -f -`` feeding psql).
+
+``AnsibleModule.run_command`` has no timeout, cannot stop a process group and buffers whole
+outputs; that is why none of the modules use it. Output is drained by :class:`Drain` threads
+into :class:`BoundedBuffer` (or line) sinks, so a child never blocks on a full pipe and memory
+stays bounded. Failures the callers raise carry ``cmd``, ``rc``, ``stdout`` and ``stderr``
+(:class:`ProcessError`).
 
 Private to this collection (leading underscore): no compatibility promise.
 """
@@ -18,16 +29,75 @@ Private to this collection (leading underscore): no compatibility promise.
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
+import math
 import os
-import selectors
 import signal
 import subprocess
+import threading
 import time
+
+# What every child gets unless the caller overrides it: output parsed by the modules must not be
+# translated or reformatted by the operator's locale.
+LOCALE_ENV = dict(LC_ALL='C', LANG='C', LC_MESSAGES='C')
 
 # How long to keep reading output after the process group was stopped: a dying process may
 # still print (trap handlers), but a process that escaped the group must not hold us.
 DRAIN_SECONDS = 1.0
 POLL_INTERVAL = 0.05
+READ_SIZE = 65536
+# After the child exited, how long its output may stay open (a grandchild holding the pipe)
+# before the group is stopped.
+AFTER_EXIT_SECONDS = 5.0
+# threading and subprocess refuse waits longer than this; a longer timeout means "no limit".
+_MAX_WAIT = min(threading.TIMEOUT_MAX, 10.0 ** 9)
+
+
+class ProcessError(Exception):
+    """A command failed. ``as_dict()`` gives what every failure must carry."""
+
+    def __init__(self, msg, cmd=None, rc=None, stdout='', stderr=''):
+        super(ProcessError, self).__init__(msg)
+        self.msg = msg
+        self.cmd = cmd
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def as_dict(self):
+        return dict(cmd=self.cmd, rc=self.rc, stdout=self.stdout, stderr=self.stderr)
+
+
+def child_env(env=None, env_update=None):
+    """The child's environment: ``env`` (default: ours) with the C locale unless it sets one,
+    then ``env_update`` on top."""
+    result = dict(os.environ) if env is None else dict(env)
+    for key, value in LOCALE_ENV.items():
+        if env is None:
+            result[key] = value
+        else:
+            result.setdefault(key, value)
+    result.update(env_update or {})
+    return result
+
+
+def _check_timeout(timeout):
+    if timeout is None:
+        return None
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or math.isnan(timeout) or timeout <= 0:
+        raise ValueError('timeout must be a number of seconds greater than 0, got %r' % (timeout,))
+    return min(float(timeout), _MAX_WAIT)
+
+
+def start(argv, cwd=None, env=None, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
+    """Start argv as the leader of a new session; return the ``subprocess.Popen``.
+
+    ``env`` is the complete environment (see :func:`child_env`). Raises ValueError for a shell
+    string and OSError when the program cannot be started (the caller explains errno).
+    """
+    if isinstance(argv, (str, bytes)) or not argv:
+        raise ValueError('the process gateway takes a non-empty argv list and never runs a shell')
+    return subprocess.Popen(list(argv), cwd=cwd, env=env, stdin=stdin, stdout=stdout,  # pylint: disable=consider-using-with
+                            stderr=stderr, start_new_session=True, close_fds=True)
 
 
 def group_alive(pgid):
@@ -64,7 +134,7 @@ def kill_process_group(proc, grace):
 
     Returns the last signal name sent, or None when the group was already gone.
     """
-    pgid = proc.pid  # start_new_session made the process the leader of its own group
+    pgid = proc.pid  # start() made the process the leader of its own group
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
@@ -86,53 +156,173 @@ def kill_process_group(proc, grace):
     return 'SIGKILL'
 
 
-class _OutputCollector(object):
-    """Reads stdout and stderr as they come, keeping whole lines and their arrival order."""
+def _reap(proc, seconds):
+    """Wait for the leader; SIGKILL it when it outlives ``seconds``."""
+    if proc.poll() is not None:
+        return
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
-    def __init__(self, proc):
-        self._selector = selectors.DefaultSelector()
+
+# ---------------------------------------------------------------------------------------------
+# Output sinks and the drain thread
+# ---------------------------------------------------------------------------------------------
+
+class BoundedBuffer(object):
+    """Collects bytes with bounded memory: the first ``head`` bytes and the last ``tail``
+    (``tail`` None keeps everything after the head)."""
+
+    def __init__(self, head, tail):
+        self.head_limit = head
+        self.tail_limit = tail
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    @classmethod
+    def of(cls, limit):
+        """A buffer keeping ``limit`` bytes (half from the start, half from the end), or all."""
+        if limit is None:
+            return cls(1 << 62, None)
+        return cls(limit // 2, limit - limit // 2)
+
+    def add(self, data):
+        room = self.head_limit - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if not data:
+            return
+        self.tail += data
+        if self.tail_limit is not None and len(self.tail) > self.tail_limit:
+            cut = len(self.tail) - self.tail_limit
+            self.dropped += cut
+            del self.tail[:cut]
+
+    def value(self):
+        if self.dropped:
+            return bytes(self.head) + b'\n[... %d bytes not kept ...]\n' % self.dropped + bytes(self.tail)
+        return bytes(self.head) + bytes(self.tail)
+
+
+class _Lines(object):
+    """Whole lines of stdout and stderr, and both in the order they arrived."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
         self._partial = {'stdout': b'', 'stderr': b''}
         self.lines = {'stdout': [], 'stderr': []}
         self.merged = []
-        self._files = [proc.stdout, proc.stderr]
-        self._selector.register(proc.stdout, selectors.EVENT_READ, 'stdout')
-        self._selector.register(proc.stderr, selectors.EVENT_READ, 'stderr')
 
-    def read_until(self, deadline):
-        """Read until both streams are closed (True) or the deadline passes (False)."""
-        while self._selector.get_map():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            for key, dummy in self._selector.select(remaining):
-                data = os.read(key.fd, 65536)
-                if not data:
-                    self._selector.unregister(key.fileobj)
-                    self._flush(key.data)
-                    continue
-                pieces = (self._partial[key.data] + data).split(b'\n')
-                self._partial[key.data] = pieces.pop()
-                for piece in pieces:
-                    self._add(key.data, piece)
-        return True
+    def sink(self, stream):
+        return lambda data: self._add(stream, data)
 
-    def _add(self, stream, raw):
+    def _add(self, stream, data):
+        with self._lock:
+            pieces = (self._partial[stream] + data).split(b'\n')
+            self._partial[stream] = pieces.pop()
+            for piece in pieces:
+                self._line(stream, piece)
+
+    def _line(self, stream, raw):
         text = raw.decode('utf-8', 'replace')
         self.lines[stream].append(text)
         self.merged.append(text)
 
-    def _flush(self, stream):
-        if self._partial[stream]:
-            self._add(stream, self._partial[stream])
-            self._partial[stream] = b''
+    def flush(self):
+        with self._lock:
+            for stream in ('stdout', 'stderr'):
+                if self._partial[stream]:
+                    self._line(stream, self._partial[stream])
+                    self._partial[stream] = b''
 
-    def close(self):
-        for stream in ('stdout', 'stderr'):
-            self._flush(stream)
-        self._selector.close()
-        for handle in self._files:
-            handle.close()
 
+class Drain(threading.Thread):
+    """Reads a pipe until it closes, handing each chunk to ``sink`` (a callable)."""
+
+    def __init__(self, pipe, sink):
+        super(Drain, self).__init__(name='drain')
+        self.daemon = True  # a grandchild holding the pipe must not keep the module alive
+        self.pipe = pipe
+        self.sink = sink
+        self.start()
+
+    def run(self):
+        read = getattr(self.pipe, 'read1', self.pipe.read)
+        try:
+            while True:
+                data = read(READ_SIZE)
+                if not data:
+                    break
+                self.sink(data)
+        except (IOError, OSError, ValueError):
+            pass  # closed under us after the group was stopped
+        finally:
+            try:
+                self.pipe.close()
+            except (IOError, OSError, ValueError):
+                pass
+
+
+def _join_all(drains, deadline):
+    """True when every drain finished before the deadline (monotonic)."""
+    for drain in drains:
+        drain.join(max(0.0, min(deadline - time.monotonic(), _MAX_WAIT)))
+    return not any(drain.is_alive() for drain in drains)
+
+
+def feed_stdin(proc, chunks):
+    """Write ``chunks`` to the child's stdin, then close it. A child that stops reading (psql at
+    its first error) ends the feeding quietly: its exit status tells. Returns the exception
+    ``chunks`` raised (the child's group is then stopped), or None."""
+    error = None
+    try:
+        for chunk in chunks:
+            proc.stdin.write(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    except Exception as exc:  # noqa: B902 - any reader error must stop the child
+        error = exc
+        kill_process_group(proc, 0)
+    finally:
+        try:
+            proc.stdin.close()
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass
+    return error
+
+
+class _Watchdog(object):
+    """Stops the child's group when the deadline passes, wherever the caller is blocked."""
+
+    def __init__(self, proc, timeout, kill_grace):
+        self.fired = False
+        self.stop_signal = None
+        self._timer = None
+        if timeout is not None:
+            self._proc = proc
+            self._grace = kill_grace
+            self._timer = threading.Timer(timeout, self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self):
+        self.fired = True
+        self.stop_signal = kill_process_group(self._proc, self._grace)
+
+    def cancel(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            if self.fired:
+                self._timer.join()
+
+
+# ---------------------------------------------------------------------------------------------
+# Run to completion, output as lines
+# ---------------------------------------------------------------------------------------------
 
 class RunOutput(object):
     """What :func:`run_process` saw.
@@ -157,50 +347,149 @@ class RunOutput(object):
 def run_process(argv, cwd=None, env=None, timeout=120.0, kill_grace=5.0, drain=DRAIN_SECONDS):
     """Run argv in a new session, collect its output, stop its group when ``timeout`` passes.
 
-    ``argv`` is a list; no shell is involved. Raises OSError when the program cannot be started
-    (the caller explains errno). Returns a :class:`RunOutput`. The process group never outlives
-    this call, whether it returns or raises.
+    ``env`` is the complete environment (default: ours), with the C locale unless it sets one.
+    Raises OSError when the program cannot be started (the caller explains errno), ValueError
+    for a timeout that is not a positive number. Returns a :class:`RunOutput`. The process
+    group never outlives this call, whether it returns or raises.
     """
-    start = time.monotonic()
-    deadline = start + timeout
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
-    collector = _OutputCollector(proc)
+    timeout = _check_timeout(timeout)
+    started = time.monotonic()
+    deadline = started + (timeout if timeout is not None else _MAX_WAIT)
+    proc = start(argv, cwd=cwd, env=child_env(env))
+    lines = _Lines()
+    drains = [Drain(proc.stdout, lines.sink('stdout')), Drain(proc.stderr, lines.sink('stderr'))]
     stop_signal = None
     exited = False
+    timed_out = False
     try:
-        timed_out = not collector.read_until(deadline)
-        if not timed_out:
-            try:
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                timed_out = True  # it closed its output but kept running
+        try:
+            proc.wait(timeout=max(0.0, min(deadline - time.monotonic(), _MAX_WAIT)))
+            timed_out = not _join_all(drains, deadline)  # its children kept the output open
+        except subprocess.TimeoutExpired:
+            timed_out = True
         if timed_out:
             exited = proc.poll() is not None
             stop_signal = kill_process_group(proc, kill_grace)
-            collector.read_until(time.monotonic() + drain)
+            _join_all(drains, time.monotonic() + drain)
     except BaseException:
         kill_process_group(proc, 0)  # never leave the process running behind an error
         raise
     finally:
-        collector.close()
-        if proc.poll() is None:
-            try:
-                proc.wait(timeout=kill_grace + drain)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    return RunOutput(proc.returncode, collector.lines['stdout'], collector.lines['stderr'], collector.merged,
-                     time.monotonic() - start, timed_out, exited, stop_signal)
+        _reap(proc, kill_grace + drain)
+    lines.flush()
+    return RunOutput(proc.returncode, lines.lines['stdout'], lines.lines['stderr'], lines.merged,
+                     time.monotonic() - started, timed_out, exited, stop_signal)
 
 
-def spawn(argv, **kwargs):
-    """Start ``argv`` (a list, never a shell string) and return the ``subprocess.Popen``.
+# ---------------------------------------------------------------------------------------------
+# Run with stdin fed from a generator, bounded output
+# ---------------------------------------------------------------------------------------------
 
-    For the streaming pipelines of the PostgreSQL modules (``pg_restore -f - | psql``,
-    ``pg_dump > file``): ``module.run_command`` buffers whole outputs and cannot connect one
-    process to another, and a dump of several GB must flow through with bounded memory.
+class CommandResult(object):
+    """What :func:`run_streaming` saw: bytes, bounded; ``feed_error`` is what the feed raised."""
+
+    def __init__(self, argv, rc, stdout, stderr, duration, feed_error=None, timed_out=False):
+        self.argv = argv
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+        self.duration = duration
+        self.feed_error = feed_error
+        self.timed_out = timed_out
+
+    @property
+    def stderr_text(self):
+        return self.stderr.decode('utf-8', 'replace')
+
+    @property
+    def stdout_text(self):
+        return self.stdout.decode('utf-8', 'replace')
+
+
+def run_streaming(argv, env_update=None, cwd=None, feed=None, stdout_limit=None, stderr_limit=256 * 1024,
+                  timeout=None, kill_grace=5.0, stdout_file=None):
+    """Run argv (never a shell), optionally writing the chunks of ``feed`` to its stdin.
+
+    The environment is ours with the C locale, then ``env_update``. stdout and stderr are kept
+    in bounded buffers (``stdout_limit`` None keeps all of stdout, for queries); ``stdout_file``
+    (an open file) receives stdout instead. An exception raised by ``feed`` stops the child
+    and is returned as ``feed_error``. With ``timeout`` the group is stopped when it passes
+    (``timed_out``). Raises OSError when the program cannot be started.
     """
-    if isinstance(argv, (str, bytes)) or kwargs.get('shell'):
-        raise ValueError('spawn takes an argv list and never runs a shell')
-    return subprocess.Popen(argv, **kwargs)  # pylint: disable=consider-using-with
+    timeout = _check_timeout(timeout)
+    started = time.monotonic()
+    proc = start(argv, cwd=cwd, env=child_env(env_update=env_update),
+                 stdin=subprocess.PIPE if feed is not None else subprocess.DEVNULL,
+                 stdout=stdout_file if stdout_file is not None else subprocess.PIPE)
+    out = BoundedBuffer.of(stdout_limit)
+    err = BoundedBuffer.of(stderr_limit)
+    drains = [Drain(proc.stderr, err.add)]
+    if stdout_file is None:
+        drains.append(Drain(proc.stdout, out.add))
+    watchdog = _Watchdog(proc, timeout, kill_grace)
+    feed_error = None
+    try:
+        if feed is not None:
+            feed_error = feed_stdin(proc, feed)
+        proc.wait()
+    except BaseException:
+        # Interrupted (SIGTERM from a task timeout, Ctrl-C): do not leave the child running.
+        kill_process_group(proc, 0)
+        _reap(proc, kill_grace)
+        raise
+    finally:
+        watchdog.cancel()
+    if not _join_all(drains, time.monotonic() + AFTER_EXIT_SECONDS):
+        kill_process_group(proc, 0)
+        _join_all(drains, time.monotonic() + DRAIN_SECONDS)
+    return CommandResult(argv, proc.returncode, out.value(), err.value(), time.monotonic() - started,
+                         feed_error, watchdog.fired)
+
+
+# ---------------------------------------------------------------------------------------------
+# A child whose output is the caller's input
+# ---------------------------------------------------------------------------------------------
+
+class Producer(object):
+    """A child whose stdout the caller reads as chunks (``chunks()``), stderr drained and
+    bounded, stdin fed from ``feed`` in a thread (or none). ``finish()`` waits and returns
+    ``(rc, stderr_text, feed_error)``; ``close()`` stops the group if it still runs. Raises
+    OSError when the program cannot be started."""
+
+    def __init__(self, argv, env_update=None, cwd=None, feed=None, stderr_limit=64 * 1024, chunk_size=READ_SIZE):
+        self.argv = argv
+        self.chunk_size = chunk_size
+        self.proc = start(argv, cwd=cwd, env=child_env(env_update=env_update),
+                          stdin=subprocess.PIPE if feed is not None else subprocess.DEVNULL)
+        self._err = BoundedBuffer(0, stderr_limit)
+        self._drain = Drain(self.proc.stderr, self._err.add)
+        self._feed_error = []
+        self._feeder = None
+        if feed is not None:
+            self._feeder = threading.Thread(target=lambda: self._feed_error.append(feed_stdin(self.proc, feed)),
+                                            name='feed')
+            self._feeder.daemon = True
+            self._feeder.start()
+
+    def chunks(self):
+        while True:
+            chunk = self.proc.stdout.read1(self.chunk_size)
+            if not chunk:
+                return
+            yield chunk
+
+    def finish(self):
+        rc = self.proc.wait()
+        if self._feeder is not None:
+            self._feeder.join()
+        self._drain.join()
+        feed_error = self._feed_error[0] if self._feed_error else None
+        return rc, self._err.value().decode('utf-8', 'replace'), feed_error
+
+    def close(self):
+        if self.proc.poll() is None:
+            kill_process_group(self.proc, 0)
+            _reap(self.proc, DRAIN_SECONDS)
+        if self._feeder is not None:
+            self._feeder.join(5)
+        self.proc.stdout.close()

@@ -3,7 +3,11 @@ engine 20.10) under fixtures/. The gateway is driven by a stand-in for AnsibleMo
 captured output; docker itself is exercised by tests/integration/test_image_retag.py."""
 from __future__ import annotations
 
+import json
+import os
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -133,7 +137,8 @@ def test_normalize_and_short_id():
 # --- the gateway, replaying captured output --------------------------------------------------
 
 class ReplayModule:
-    """Stands in for AnsibleModule: records argv/env, replays (rc, stdout, stderr)."""
+    """Stands in for AnsibleModule and for the process gateway (run_streaming): records
+    argv/env, replays (rc, stdout, stderr)."""
 
     def __init__(self, answers):
         self.answers = list(answers)
@@ -141,7 +146,8 @@ class ReplayModule:
 
     def run_command(self, argv, **kwargs):
         self.calls.append((argv, kwargs))
-        return self.answers.pop(0)
+        rc, stdout, stderr = self.answers.pop(0)
+        return SimpleNamespace(rc=rc, stdout_text=stdout, stderr_text=stderr, timed_out=False)
 
     def fail_json(self, **kwargs):
         raise AssertionError(kwargs)
@@ -149,7 +155,7 @@ class ReplayModule:
 
 def make_cli(answers):
     module = ReplayModule(answers)
-    return dc.DockerCLI(module, docker_cli="/usr/bin/docker"), module
+    return dc.DockerCLI(module, docker_cli="/usr/bin/docker", runner=module.run_command), module
 
 
 def test_list_tags_runs_an_argv_list_under_c_locale():
@@ -158,9 +164,9 @@ def test_list_tags_runs_an_argv_list_under_c_locale():
     assert [r["tag"] for r in rows] == ["previous", "v1.4.2", "latest"]
     argv, kwargs = module.calls[0]
     assert argv == ["/usr/bin/docker", "image", "ls", "--no-trunc", "--format", "{{json .}}", REPO]
-    assert kwargs["environ_update"]["LC_ALL"] == "C"
-    assert kwargs["expand_user_and_vars"] is False
-    assert "use_unsafe_shell" not in kwargs
+    assert kwargs["env_update"]["LC_ALL"] == "C"
+    assert kwargs["timeout"] > 0  # every docker call has a deadline
+    assert "use_unsafe_shell" not in kwargs and "shell" not in kwargs
 
 
 def test_image_inspect_found_and_missing():
@@ -221,3 +227,60 @@ def test_fail_merges_command_details():
     cli.fail("it broke", error=error, repository="r")
     assert captured == {"msg": "it broke", "cmd": "docker x", "rc": 2, "stdout": "o", "stderr": "e",
                         "repository": "r"}
+
+
+# --- a docker CLI that cannot be run (issue 10) ----------------------------------------------
+
+class FailingModule:
+    def __init__(self):
+        self.failed = None
+
+    def fail_json(self, **kwargs):
+        self.failed = kwargs
+        raise SystemExit(1)
+
+
+@pytest.mark.parametrize("setup,reason", [
+    (lambda tmp: str(tmp / "nonexistent" / "docker"), "no such file"),
+    (lambda tmp: str(tmp), "not an executable file"),
+    (lambda tmp: (tmp / "docker").write_text("#!/bin/sh\n") and str(tmp / "docker"), "not an executable file"),
+])
+def test_docker_cli_that_cannot_be_run_says_so(tmp_path, setup, reason):
+    path = setup(tmp_path)
+    module = FailingModule()
+    with pytest.raises(SystemExit):
+        dc.DockerCLI(module, docker_cli=path)
+    msg = module.failed["msg"]
+    assert "The docker CLI at %s cannot be run (%s)" % (path, reason) in msg
+    assert "set docker_cli to the path of the docker binary" in msg
+    assert msg != "Error executing command."
+
+
+def test_docker_cli_that_fails_to_start_raises_with_details(tmp_path):
+    # Executable but not runnable (no interpreter): the error comes from the start itself.
+    binary = tmp_path / "docker"
+    binary.write_text("#!/nonexistent/interpreter\n")
+    binary.chmod(0o755)
+    cli = dc.DockerCLI(FailingModule(), docker_cli=str(binary))
+    with pytest.raises(dc.DockerCLIError) as info:
+        cli.run(["version"])
+    assert "the docker CLI at %s cannot be run" % binary in info.value.msg
+    assert info.value.cmd == "%s version" % binary
+
+
+def test_docker_cli_runs_through_the_gateway(tmp_path):
+    binary = tmp_path / "docker"
+    binary.write_text("#!%s\nimport json, os, sys\nprint(json.dumps([sys.argv[1:], os.environ.get('LC_ALL')]))\n"
+                      % sys.executable)
+    binary.chmod(0o755)
+    cli = dc.DockerCLI(FailingModule(), docker_cli=str(binary))
+    rc, stdout, dummy = cli.run(["image", "ls", "$HOME", "*"])
+    assert rc == 0 and json.loads(stdout) == [["image", "ls", "$HOME", "*"], "C"]
+
+
+def test_image_retag_with_a_missing_docker_cli_says_what_to_do(tmp_path):
+    from conftest import run_module
+    result = run_module("image_retag", {"repository": "tdcap_x", "from_tag": "previous", "to_tag": "latest",
+                                        "docker_cli": "/nonexistent/docker"})
+    assert result["failed"]
+    assert "The docker CLI at /nonexistent/docker cannot be run (no such file)" in result["msg"]

@@ -1,4 +1,4 @@
-"""Unit tests of the pure half of _postgres (format sniffing, the plain dump scan, output parsers,
+"""Unit tests of the PostgreSQL module_utils (_pg_dump_format, _pg_dump_scan, _pg_output, _pg_errors, _pg_connection, _pg_sql: format sniffing, the plain dump scan, output parsers,
 error classification, argv builders) on output captured from the real tools under
 fixtures/postgres/ (see its README for how each file was made), plus the command gateway run on
 real child processes. PostgreSQL itself is exercised by tests/integration/test_backup_verify.py."""
@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.taylordash.rollback.plugins.module_utils import _postgres as pg
+from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_connection as pg_connection
+from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_dump_format as dump_format
+from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_dump_scan as dump_scan
+from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_errors as pg_errors
+from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_output as pg_output
+from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_sql as pg_sql
 
 FIXTURES = Path(__file__).parent / "fixtures" / "postgres"
 
@@ -26,8 +31,8 @@ def data(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
-def scan_bytes(content: bytes, max_line: int | None = None) -> pg.PlainScan:
-    scan = pg.PlainScan()
+def scan_bytes(content: bytes, max_line: int | None = None) -> dump_scan.PlainScan:
+    scan = dump_scan.PlainScan()
     if max_line is None:
         for line in content.splitlines(keepends=True):
             scan.feed(line)
@@ -52,7 +57,7 @@ def scan_bytes(content: bytes, max_line: int | None = None) -> pg.PlainScan:
     (b"SELECT 1;\n", "plain"),
 ])
 def test_sniff_format_from_content(content, expected):
-    assert pg.sniff_format(content) == (expected, None)
+    assert dump_format.sniff_format(content) == (expected, None)
 
 
 @pytest.mark.parametrize("content,fragment", [
@@ -64,15 +69,15 @@ def test_sniff_format_from_content(content, expected):
     (b"\x7fELF\x02\x01\x01\x00\x00\x00", "not a PostgreSQL dump"),
 ])
 def test_sniff_format_rejects(content, fragment):
-    fmt, reason = pg.sniff_format(content)
+    fmt, reason = dump_format.sniff_format(content)
     assert fmt is None
     assert fragment in reason
 
 
 def test_sniff_gzip_inner():
-    assert pg.sniff_gzip_inner(data("pg_dump_plain_tiny.sql")[:512]) is None
-    assert "gzip-compressed pg_dump custom archive" in pg.sniff_gzip_inner(data("pg_dump_custom_tiny.dump")[:512])
-    assert "gzip-compressed tar archive" in pg.sniff_gzip_inner(data("pg_dump_tar_tiny.head")[:512])
+    assert dump_format.sniff_gzip_inner(data("pg_dump_plain_tiny.sql")[:512]) is None
+    assert "gzip-compressed pg_dump custom archive" in dump_format.sniff_gzip_inner(data("pg_dump_custom_tiny.dump")[:512])
+    assert "gzip-compressed tar archive" in dump_format.sniff_gzip_inner(data("pg_dump_tar_tiny.head")[:512])
 
 
 # --- plain dump scan -------------------------------------------------------------------------
@@ -179,7 +184,7 @@ def test_scan_continuation_piece_is_not_a_line_start():
 def test_scan_plain_file_hashes_and_scans(tmp_path):
     path = tmp_path / "b.sql"
     path.write_bytes(data("pg_dump_plain_tiny.sql"))
-    digest, scan = pg.scan_plain_file(str(path), compressed=False)
+    digest, scan = dump_scan.scan_plain_file(str(path), compressed=False)
     assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
     assert scan.problems() == []
 
@@ -187,7 +192,7 @@ def test_scan_plain_file_hashes_and_scans(tmp_path):
 def test_scan_plain_file_gzip(tmp_path):
     path = tmp_path / "b.sql.gz"
     path.write_bytes(gzip.compress(data("pg_dump_plain_tiny.sql")))
-    digest, scan = pg.scan_plain_file(str(path), compressed=True)
+    digest, scan = dump_scan.scan_plain_file(str(path), compressed=True)
     assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
     assert scan.is_pg_dump and scan.problems() == []
 
@@ -196,7 +201,7 @@ def test_scan_plain_file_gzip_multi_member(tmp_path):
     content = data("pg_dump_plain_tiny.sql")
     path = tmp_path / "b.sql.gz"
     path.write_bytes(gzip.compress(content[:1000]) + gzip.compress(content[1000:]))
-    digest, scan = pg.scan_plain_file(str(path), compressed=True)
+    digest, scan = dump_scan.scan_plain_file(str(path), compressed=True)
     assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
     assert scan.problems() == []
 
@@ -205,8 +210,8 @@ def test_scan_plain_file_truncated_gzip(tmp_path):
     blob = gzip.compress(data("pg_dump_plain_tiny.sql"))
     path = tmp_path / "b.sql.gz"
     path.write_bytes(blob[:len(blob) // 2])
-    with pytest.raises(pg.BackupError, match="corrupt or truncated"):
-        pg.scan_plain_file(str(path), compressed=True)
+    with pytest.raises(dump_format.BackupError, match="corrupt or truncated"):
+        dump_scan.scan_plain_file(str(path), compressed=True)
 
 
 def test_scan_plain_file_gzip_crc_error(tmp_path):
@@ -214,29 +219,22 @@ def test_scan_plain_file_gzip_crc_error(tmp_path):
     blob[-8] ^= 0xFF  # the CRC32 in the trailer
     path = tmp_path / "b.sql.gz"
     path.write_bytes(bytes(blob))
-    with pytest.raises(pg.BackupError, match="CRC check failed"):
-        pg.scan_plain_file(str(path), compressed=True)
+    with pytest.raises(dump_format.BackupError, match="CRC check failed"):
+        dump_scan.scan_plain_file(str(path), compressed=True)
 
 
 def test_scan_plain_file_gzip_holding_custom_archive(tmp_path):
     path = tmp_path / "b.dump.gz"
     path.write_bytes(gzip.compress(data("pg_dump_custom_tiny.dump")))
-    with pytest.raises(pg.BackupError, match="gzip-compressed pg_dump custom archive"):
-        pg.scan_plain_file(str(path), compressed=True)
+    with pytest.raises(dump_format.BackupError, match="gzip-compressed pg_dump custom archive"):
+        dump_scan.scan_plain_file(str(path), compressed=True)
 
-
-def test_iter_gunzip_and_iter_file(tmp_path):
-    content = data("pg_dump_plain_tiny.sql")
-    path = tmp_path / "b.sql.gz"
-    path.write_bytes(gzip.compress(content))
-    assert b"".join(pg.iter_gunzip(str(path), chunk_size=100)) == content
-    assert b"".join(pg.iter_file(str(path), chunk_size=7)) == path.read_bytes()
 
 
 # --- output parsers --------------------------------------------------------------------------
 
 def test_parse_row_counts():
-    assert pg.parse_row_counts(data("psql_row_counts.stdout")) == [
+    assert pg_output.parse_row_counts(data("psql_row_counts.stdout")) == [
         {"name": "audit.Event Log", "rows": 2},
         {"name": "public.projects", "rows": 5000},
         {"name": "public.users", "rows": 3000},
@@ -244,18 +242,18 @@ def test_parse_row_counts():
 
 
 def test_parse_row_counts_empty_database():
-    assert pg.parse_row_counts(data("psql_row_counts_empty.stdout")) == []
+    assert pg_output.parse_row_counts(data("psql_row_counts_empty.stdout")) == []
 
 
 def test_parse_row_counts_rejects_garbage():
     with pytest.raises(ValueError):
-        pg.parse_row_counts(b"public\x00users\x00")
+        pg_output.parse_row_counts(b"public\x00users\x00")
 
 
 def test_parse_server_version():
-    assert pg.parse_server_version(text("psql_server_version.stdout")) == ("15.20 (Debian 15.20-0+deb12u1)", 150020)
+    assert pg_output.parse_server_version(text("psql_server_version.stdout")) == ("15.20 (Debian 15.20-0+deb12u1)", 150020)
     with pytest.raises(ValueError):
-        pg.parse_server_version("")
+        pg_output.parse_server_version("")
 
 
 @pytest.mark.parametrize("name,fmt,compression", [
@@ -263,7 +261,7 @@ def test_parse_server_version():
     ("pg_restore_list_tar.stdout", "tar", "0"),
 ])
 def test_parse_pg_restore_list_header(name, fmt, compression):
-    listing = pg.parse_pg_restore_list(text(name))
+    listing = pg_output.parse_pg_restore_list(text(name))
     assert listing["format"] == fmt
     assert listing["dbname"] == "src"
     assert listing["toc_entries"] == 29
@@ -274,7 +272,7 @@ def test_parse_pg_restore_list_header(name, fmt, compression):
 
 
 def test_parse_pg_restore_list_entries():
-    entries = pg.parse_pg_restore_list(text("pg_restore_list_custom.stdout"))["entries"]
+    entries = pg_output.parse_pg_restore_list(text("pg_restore_list_custom.stdout"))["entries"]
     assert len(entries) == 25
     by_type = {}
     for entry in entries:
@@ -288,7 +286,7 @@ def test_parse_pg_restore_list_entries():
 
 
 def test_archive_summary():
-    summary = pg.archive_summary(pg.parse_pg_restore_list(text("pg_restore_list_tiny.stdout")))
+    summary = pg_output.archive_summary(pg_output.parse_pg_restore_list(text("pg_restore_list_tiny.stdout")))
     assert summary["format"] == "custom"
     assert summary["dbname"] == "tiny"
     assert summary["table_data_entries"] == 2
@@ -302,18 +300,18 @@ TABLES = [{"name": "audit.Event Log", "rows": 2}, {"name": "public.projects", "r
 
 
 def test_qualify():
-    assert pg.qualify("users") == "public.users"
-    assert pg.qualify("audit.Event Log") == "audit.Event Log"
+    assert pg_output.qualify("users") == "public.users"
+    assert pg_output.qualify("audit.Event Log") == "audit.Event Log"
 
 
 def test_expectations_met():
-    assert pg.check_expectations(TABLES, ["users", "public.projects", "audit.Event Log"],
+    assert pg_output.check_expectations(TABLES, ["users", "public.projects", "audit.Event Log"],
                                  {"users": 3000, "audit.Event Log": 1}) == []
-    assert pg.check_expectations(TABLES) == []
+    assert pg_output.check_expectations(TABLES) == []
 
 
 def test_expectations_missing_table_and_too_few_rows():
-    problems = pg.check_expectations(TABLES, ["users", "sessions"], {"users": 3001, "alembic_version": 1})
+    problems = pg_output.check_expectations(TABLES, ["users", "sessions"], {"users": 3001, "alembic_version": 1})
     assert problems == [
         "expected tables missing from the restored backup: public.sessions",
         "table public.alembic_version (min_rows 1) is missing from the restored backup",
@@ -322,7 +320,7 @@ def test_expectations_missing_table_and_too_few_rows():
 
 
 def test_expectations_table_missing_once_only():
-    problems = pg.check_expectations(TABLES, ["sessions"], {"sessions": 1})
+    problems = pg_output.check_expectations(TABLES, ["sessions"], {"sessions": 1})
     assert problems == ["expected tables missing from the restored backup: public.sessions"]
 
 
@@ -369,19 +367,19 @@ WHERE = "the PostgreSQL server at 127.0.0.1:47201"
     ("psql_restore_invalid_meta.stderr", "unknown", ["invalid command \\bogus_meta"]),
 ])
 def test_classify_captured_errors(name, kind, fragments):
-    got_kind, msg = pg.classify_error(text(name), WHERE, "rbtest_admin")
+    got_kind, msg = pg_errors.classify_error(text(name), WHERE, "rbtest_admin")
     assert got_kind == kind, msg
     for fragment in fragments:
         assert fragment in msg
 
 
 def test_classify_connection_errors_name_the_server():
-    assert WHERE in pg.classify_error(text("psql_connection_refused.stderr"), WHERE, "u")[1]
-    assert WHERE in pg.classify_error(text("psql_auth_failed.stderr"), WHERE, "u")[1]
+    assert WHERE in pg_errors.classify_error(text("psql_connection_refused.stderr"), WHERE, "u")[1]
+    assert WHERE in pg_errors.classify_error(text("psql_auth_failed.stderr"), WHERE, "u")[1]
 
 
 def test_classify_compose_auth_points_at_db_user():
-    msg = pg.classify_error(text("psql_auth_failed.stderr"), "the compose service postgres", "taylordash",
+    msg = pg_errors.classify_error(text("psql_auth_failed.stderr"), "the compose service postgres", "taylordash",
                             user_option="db_user")[1]
     assert "check db_user/login_password" in msg
 
@@ -389,17 +387,17 @@ def test_classify_compose_auth_points_at_db_user():
 def test_classify_restrict_from_newer_pg_dump():
     # psql before 15.14 prints its usual "invalid command" error for pg_dump's new \restrict line.
     stderr = text("psql_restore_invalid_meta.stderr").replace("\\bogus_meta", "\\restrict")
-    kind, msg = pg.classify_error(stderr, WHERE, "u")
+    kind, msg = pg_errors.classify_error(stderr, WHERE, "u")
     assert kind == "newer_dump"
     assert "newer pg_dump" in msg
 
 
 def test_classify_empty_stderr():
-    assert pg.classify_error("", WHERE, "u", rc=3) == ("unknown", "command failed with exit code 3 and no error output")
+    assert pg_errors.classify_error("", WHERE, "u", rc=3) == ("unknown", "command failed with exit code 3 and no error output")
 
 
 def test_error_excerpt_keeps_context_lines():
-    excerpt = pg.error_excerpt(text("psql_restore_sql_error.stderr"))
+    excerpt = pg_errors.error_excerpt(text("psql_restore_sql_error.stderr"))
     assert excerpt.startswith("psql:<stdin>:8262: ERROR:")
     assert "LINE 1:" in excerpt
 
@@ -407,9 +405,9 @@ def test_error_excerpt_keeps_context_lines():
 # --- argv builders ---------------------------------------------------------------------------
 
 def test_direct_connection_argv_and_env():
-    conn = pg.DirectConnection("/usr/bin/psql", "/usr/bin/pg_restore", "127.0.0.1", 5433, "rollback",
+    conn = pg_connection.DirectConnection("/usr/bin/psql", "/usr/bin/pg_restore", "127.0.0.1", 5433, "rollback",
                                password="s3cret", connect_timeout=7)
-    argv = conn.psql_argv("postgres", pg.psql_query_args("SELECT 1"))
+    argv = conn.psql_argv("postgres", pg_connection.psql_query_args("SELECT 1"))
     assert argv == ["/usr/bin/psql", "-X", "-h", "127.0.0.1", "-p", "5433", "-U", "rollback", "-d", "postgres",
                     "-w", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", "SELECT 1"]
     env = conn.env("C.UTF-8")
@@ -418,7 +416,7 @@ def test_direct_connection_argv_and_env():
     assert env["LC_ALL"] == "C.UTF-8"
     assert conn.where == "the PostgreSQL server at 127.0.0.1:5433"
     assert conn.cwd is None
-    restore = conn.pg_restore_argv(pg.pg_restore_args("custom", 3, source="/b/x.dump"), dbname="scratch")
+    restore = conn.pg_restore_argv(pg_connection.pg_restore_args("custom", 3, source="/b/x.dump"), dbname="scratch")
     assert restore[:11] == ["/usr/bin/pg_restore", "-h", "127.0.0.1", "-p", "5433", "-U", "rollback", "-d",
                             "scratch", "-w", "--exit-on-error"]
     assert restore[-3:] == ["-j", "3", "/b/x.dump"]
@@ -426,25 +424,27 @@ def test_direct_connection_argv_and_env():
 
 
 def test_direct_connection_unix_socket_and_no_password():
-    conn = pg.DirectConnection("psql", "pg_restore", None, 5432, "postgres")
+    conn = pg_connection.DirectConnection("psql", "pg_restore", None, 5432, "postgres")
     assert conn.psql_argv("db", [])[:7] == ["psql", "-X", "-p", "5432", "-U", "postgres", "-d"]
     assert "PGPASSWORD" not in conn.env()
     assert "local socket" in conn.where
-    assert "/run/pg" in pg.DirectConnection("psql", None, "/run/pg", 5432, "u").where
+    assert "/run/pg" in pg_connection.DirectConnection("psql", None, "/run/pg", 5432, "u").where
 
 
 def test_compose_connection_argv():
-    conn = pg.ComposeConnection("/usr/bin/docker", "/opt/taylordash", "postgres", "taylordash",
+    conn = pg_connection.ComposeConnection("/usr/bin/docker", "/opt/taylordash", "postgres", "taylordash",
                                 compose_files=["docker-compose.yml", "docker-compose.prod.yml"],
                                 project_name="taylordash", password="s3cret", connect_timeout=5)
-    base = ["/usr/bin/docker", "compose", "--project-directory", "/opt/taylordash", "-f", "docker-compose.yml",
-            "-f", "docker-compose.prod.yml", "-p", "taylordash", "exec", "-T", "-e", "LC_ALL=C",
+    # The one compose argument builder (_compose.compose_args): project name, then the files,
+    # made absolute against the project directory (compose reads -f relative to its cwd).
+    base = ["/usr/bin/docker", "compose", "--project-directory", "/opt/taylordash", "--project-name", "taylordash",
+            "--file", "/opt/taylordash/docker-compose.yml", "--file", "/opt/taylordash/docker-compose.prod.yml", "exec", "-T", "-e", "LC_ALL=C",
             "-e", "PGCONNECT_TIMEOUT=5", "-e", "PGCLIENTENCODING=UTF8", "-e", "PGPASSWORD", "postgres"]
-    assert conn.psql_argv("scratch", pg.psql_restore_args()) == base + [
+    assert conn.psql_argv("scratch", pg_connection.psql_restore_args()) == base + [
         "psql", "-X", "-U", "taylordash", "-d", "scratch", "-w",
         "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"]
     # stdin restore: no source, so no -j even when jobs > 1
-    assert conn.pg_restore_argv(pg.pg_restore_args("custom", 4), dbname="scratch") == base + [
+    assert conn.pg_restore_argv(pg_connection.pg_restore_args("custom", 4), dbname="scratch") == base + [
         "pg_restore", "-U", "taylordash", "-d", "scratch", "-w", "--exit-on-error", "--no-owner",
         "--no-privileges", "--no-tablespaces", "--no-publications", "--no-subscriptions"]
     assert conn.pg_restore_argv(["-l"]) == base + ["pg_restore", "-l"]
@@ -466,7 +466,7 @@ CONTAINER = "ae7640a3b3c156cad6bdf263775e1a6a7d7e29ed1ee97394efe05f11cf11566b"
 
 
 def test_pinned_container_runs_docker_exec():
-    conn = pg.ComposeConnection("docker", "/srv/app", "db", "app", project_name="tdx", password="s3cret")
+    conn = pg_connection.ComposeConnection("docker", "/srv/app", "db", "app", project_name="tdx", password="s3cret")
     asked = []
 
     def run(argv):
@@ -474,7 +474,7 @@ def test_pinned_container_runs_docker_exec():
         return _Ran(0, CONTAINER + "\n")
 
     assert conn.pin_container(run) == CONTAINER
-    assert asked == [["docker", "compose", "--project-directory", "/srv/app", "-p", "tdx",
+    assert asked == [["docker", "compose", "--project-directory", "/srv/app", "--project-name", "tdx",
                       "ps", "-q", "--status", "running", "db"]]
     assert conn.psql_argv("postgres", ["-c", "select 1"]) == [
         "docker", "exec", "-i", "-e", "LC_ALL=C", "-e", "PGCONNECT_TIMEOUT=10", "-e", "PGCLIENTENCODING=UTF8",
@@ -489,19 +489,19 @@ def test_pinned_container_runs_docker_exec():
     (0, "WARN[0000] something\n"),            # not a container ID
 ])
 def test_nothing_pinned_falls_back_to_compose_exec(rc, stdout):
-    conn = pg.ComposeConnection("docker", "/srv/app", "db", "app")
+    conn = pg_connection.ComposeConnection("docker", "/srv/app", "db", "app")
     assert conn.pin_container(lambda argv: _Ran(rc, stdout)) is None
     assert conn.psql_argv("postgres", [])[:6] == ["docker", "compose", "--project-directory", "/srv/app", "exec", "-T"]
 
 
 def test_gone_container_is_named():
-    kind, msg = pg.classify_error("Error response from daemon: No such container: ae7640a3b3c1\n",
+    kind, msg = pg_errors.classify_error("Error response from daemon: No such container: ae7640a3b3c1\n",
                                   "the compose service db", "app", "db_user")
     assert kind == "service_not_running" and "ae7640a3b3c1" in msg and "run the task again" in msg
 
 
 def test_compose_connection_minimal():
-    conn = pg.ComposeConnection("docker", "/srv/app", "db", "app")
+    conn = pg_connection.ComposeConnection("docker", "/srv/app", "db", "app")
     assert conn.psql_argv("postgres", []) == [
         "docker", "compose", "--project-directory", "/srv/app", "exec", "-T", "-e", "LC_ALL=C",
         "-e", "PGCONNECT_TIMEOUT=10", "-e", "PGCLIENTENCODING=UTF8", "db",
@@ -516,78 +516,30 @@ def test_compose_connection_minimal():
     ("custom", 4, None, ["--no-publications", "--no-subscriptions"]),
 ])
 def test_pg_restore_args_jobs(fmt, jobs, source, tail):
-    args = pg.pg_restore_args(fmt, jobs, source)
+    args = pg_connection.pg_restore_args(fmt, jobs, source)
     assert args[:4] == ["--exit-on-error", "--no-owner", "--no-privileges", "--no-tablespaces"]
     assert args[-len(tail):] == tail
     assert "--single-transaction" not in args
 
 
 def test_psql_query_args_nul_separated():
-    assert pg.psql_query_args("SELECT 1", nul_separated=True) == [
+    assert pg_connection.psql_query_args("SELECT 1", nul_separated=True) == [
         "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-z", "-0", "-c", "SELECT 1"]
 
 
 def test_scratch_names_and_sql():
-    name = pg.new_scratch_name("3F9C2A1B-7d4e")
+    name = pg_sql.new_scratch_name("3F9C2A1B-7d4e")
     assert name == "rollback_verify_3f9c2a1b7d4e"
-    assert pg.create_database_sql(name) == 'CREATE DATABASE "rollback_verify_3f9c2a1b7d4e" TEMPLATE template0'
-    assert pg.drop_database_sql(name, 150020) == 'DROP DATABASE IF EXISTS "rollback_verify_3f9c2a1b7d4e" WITH (FORCE)'
-    assert pg.drop_database_sql(name, 120005) == 'DROP DATABASE IF EXISTS "rollback_verify_3f9c2a1b7d4e"'
-    assert pg.quote_ident('we"ird') == '"we""ird"'
+    assert pg_sql.create_database_sql(name) == 'CREATE DATABASE "rollback_verify_3f9c2a1b7d4e" TEMPLATE template0'
+    assert pg_sql.drop_database_sql(name, 150020) == 'DROP DATABASE IF EXISTS "rollback_verify_3f9c2a1b7d4e" WITH (FORCE)'
+    assert pg_sql.drop_database_sql(name, 120005) == 'DROP DATABASE IF EXISTS "rollback_verify_3f9c2a1b7d4e"'
+    assert pg_sql.quote_ident('we"ird') == '"we""ird"'
 
 
 def test_client_bin_dirs_newest_first(monkeypatch):
     found = {"/usr/lib/postgresql/*/bin": ["/usr/lib/postgresql/9/bin", "/usr/lib/postgresql/15/bin",
                                            "/usr/lib/postgresql/13/bin"],
              "/usr/pgsql-*/bin": ["/usr/pgsql-16/bin"]}
-    monkeypatch.setattr(pg.glob, "glob", lambda pattern: list(found.get(pattern, [])))
-    assert pg.client_bin_dirs() == ["/usr/pgsql-16/bin", "/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/13/bin",
+    monkeypatch.setattr(pg_connection.glob, "glob", lambda pattern: list(found.get(pattern, [])))
+    assert pg_connection.client_bin_dirs() == ["/usr/pgsql-16/bin", "/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/13/bin",
                                     "/usr/lib/postgresql/9/bin", "/usr/local/pgsql/bin"]
-
-
-# --- the command gateway, on real child processes --------------------------------------------
-
-def test_capture_is_bounded():
-    cap = pg._Capture(10, 10)
-    for _i in range(100):
-        cap.add(b"0123456789")
-    value = cap.value()
-    assert value.startswith(b"0123456789\n[... 980 bytes not kept ...]\n")
-    assert value.endswith(b"0123456789")
-
-
-def test_run_streaming_feeds_stdin_and_captures():
-    script = "import sys, hashlib; d = sys.stdin.buffer.read(); print(len(d), hashlib.sha256(d).hexdigest())"
-    chunks = [b"x" * 100000 for _i in range(30)]
-    res = pg.run_command_streaming([sys.executable, "-c", script], feed=iter(chunks))
-    assert res.rc == 0
-    assert res.stdout_text.split() == ["3000000", hashlib.sha256(b"".join(chunks)).hexdigest()]
-
-
-def test_run_streaming_child_exits_early_is_not_an_error():
-    # Like psql stopping at the first error: the rest of the feed hits a closed pipe.
-    script = "import sys; sys.stdin.buffer.read(10); sys.stderr.write('ERROR: stop\\n'); sys.exit(3)"
-    res = pg.run_command_streaming([sys.executable, "-c", script], feed=(b"y" * 65536 for _i in range(200)))
-    assert res.rc == 3
-    assert res.feed_error is None
-    assert res.stderr_text == "ERROR: stop\n"
-
-
-def test_run_streaming_feed_error_kills_child():
-    def feed():
-        yield b"abc"
-        raise EOFError("Compressed file ended before the end-of-stream marker was reached")
-    res = pg.run_command_streaming([sys.executable, "-c", "import sys, time; sys.stdin.read(); time.sleep(30)"],
-                                   feed=feed())
-    assert isinstance(res.feed_error, EOFError)
-    assert res.rc != 0
-    assert res.duration < 20
-
-
-def test_run_streaming_env_and_bounded_stdout():
-    res = pg.run_command_streaming(
-        [sys.executable, "-c", "import os; print(os.environ['RB_TEST'] * 50000)"],
-        env_update={"RB_TEST": "ab"}, stdout_limit=1000)
-    assert res.rc == 0
-    assert b"bytes not kept" in res.stdout
-    assert len(res.stdout) < 1200

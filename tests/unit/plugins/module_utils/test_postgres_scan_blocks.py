@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.taylordash.rollback.plugins.module_utils import _postgres as pg
+from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_dump_scan as dump_scan
 
 FIXTURES = Path(__file__).parent / "fixtures" / "postgres"
 PLAIN = (FIXTURES / "pg_dump_plain_tiny.sql").read_bytes()
@@ -40,8 +40,8 @@ CASES = {
 }
 
 
-def by_lines(content: bytes, max_line: int) -> pg.PlainScan:
-    scan = pg.PlainScan()
+def by_lines(content: bytes, max_line: int) -> dump_scan.PlainScan:
+    scan = dump_scan.PlainScan()
     stream = io.BytesIO(content)
     while True:
         piece = stream.readline(max_line)
@@ -50,8 +50,8 @@ def by_lines(content: bytes, max_line: int) -> pg.PlainScan:
         scan.feed(piece)
 
 
-def by_blocks(content: bytes, sizes) -> pg.PlainScan:
-    scan = pg.PlainScan()
+def by_blocks(content: bytes, sizes) -> dump_scan.PlainScan:
+    scan = dump_scan.PlainScan()
     pos = 0
     for size in sizes:
         if pos >= len(content):
@@ -64,7 +64,7 @@ def by_blocks(content: bytes, sizes) -> pg.PlainScan:
     return scan
 
 
-def verdict(scan: pg.PlainScan) -> tuple:
+def verdict(scan: dump_scan.PlainScan) -> tuple:
     return (scan.lines, scan.is_pg_dump, scan.is_cluster_dump, scan.trailer_line, scan.copy_table, scan.copy_line,
             scan.forbidden, scan.copy_blocks, scan.statement_lines, scan.problems())
 
@@ -72,7 +72,7 @@ def verdict(scan: pg.PlainScan) -> tuple:
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("max_line", [64, 1024 * 1024])
 def test_blocks_give_the_verdict_of_lines(monkeypatch, name, max_line):
-    monkeypatch.setattr(pg, "MAX_LINE", max_line)
+    monkeypatch.setattr(dump_scan, "MAX_LINE", max_line)
     content = CASES[name]
     expected = verdict(by_lines(content, max_line))
     rng = random.Random(name)
@@ -90,8 +90,8 @@ def test_copy_data_is_counted_not_parsed():
 
 
 def test_carry_stays_bounded_inside_huge_copy_lines(monkeypatch):
-    monkeypatch.setattr(pg, "MAX_LINE", 1024)
-    scan = pg.PlainScan()
+    monkeypatch.setattr(dump_scan, "MAX_LINE", 1024)
+    scan = dump_scan.PlainScan()
     scan.feed_block(b"COPY public.t (a) FROM stdin;\n")
     for _i in range(100):
         scan.feed_block(b"v" * 10000)  # one 1 MB line, in blocks without a newline

@@ -5,13 +5,17 @@
 """module_utils/_process: real short-lived processes (sh, sleep), no fakes."""
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from ansible_collections.taylordash.rollback.plugins.module_utils._process import (
+    BoundedBuffer,
+    run_streaming,
     group_alive,
     run_process,
 )
@@ -77,3 +81,51 @@ def test_term_ignored_gets_sigkill_after_grace():
 def test_start_failure_raises_oserror(tmp_path):
     with pytest.raises(OSError):
         run_process([str(tmp_path / "absent")], timeout=1)
+
+
+# --- run_streaming (moved from test_postgres.py with the code), on real child processes ---
+
+def test_capture_is_bounded():
+    cap = BoundedBuffer(10, 10)
+    for _i in range(100):
+        cap.add(b"0123456789")
+    value = cap.value()
+    assert value.startswith(b"0123456789\n[... 980 bytes not kept ...]\n")
+    assert value.endswith(b"0123456789")
+
+
+def test_run_streaming_feeds_stdin_and_captures():
+    script = "import sys, hashlib; d = sys.stdin.buffer.read(); print(len(d), hashlib.sha256(d).hexdigest())"
+    chunks = [b"x" * 100000 for _i in range(30)]
+    res = run_streaming([sys.executable, "-c", script], feed=iter(chunks))
+    assert res.rc == 0
+    assert res.stdout_text.split() == ["3000000", hashlib.sha256(b"".join(chunks)).hexdigest()]
+
+
+def test_run_streaming_child_exits_early_is_not_an_error():
+    # Like psql stopping at the first error: the rest of the feed hits a closed pipe.
+    script = "import sys; sys.stdin.buffer.read(10); sys.stderr.write('ERROR: stop\\n'); sys.exit(3)"
+    res = run_streaming([sys.executable, "-c", script], feed=(b"y" * 65536 for _i in range(200)))
+    assert res.rc == 3
+    assert res.feed_error is None
+    assert res.stderr_text == "ERROR: stop\n"
+
+
+def test_run_streaming_feed_error_kills_child():
+    def feed():
+        yield b"abc"
+        raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+    res = run_streaming([sys.executable, "-c", "import sys, time; sys.stdin.read(); time.sleep(30)"],
+                                   feed=feed())
+    assert isinstance(res.feed_error, EOFError)
+    assert res.rc != 0
+    assert res.duration < 20
+
+
+def test_run_streaming_env_and_bounded_stdout():
+    res = run_streaming(
+        [sys.executable, "-c", "import os; print(os.environ['RB_TEST'] * 50000)"],
+        env_update={"RB_TEST": "ab"}, stdout_limit=1000)
+    assert res.rc == 0
+    assert b"bytes not kept" in res.stdout
+    assert len(res.stdout) < 1200

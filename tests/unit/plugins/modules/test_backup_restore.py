@@ -19,7 +19,10 @@ import yaml
 
 from conftest import run_module
 from ansible_collections.taylordash.rollback.plugins.modules import backup_restore as mod
-from ansible_collections.taylordash.rollback.plugins.module_utils import _postgres as pg
+from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_restore as pg_restore
+from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_sql as pg_sql
+from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_dump_format as dump_format
+from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_connection as pg_connection
 
 FIXTURES = Path(__file__).parent / "fixtures" / "backup_restore"
 PG_FIXTURES = Path(__file__).parents[1] / "module_utils" / "fixtures" / "postgres"
@@ -50,7 +53,7 @@ def restore(**args):
 # --- the SQL around the dump --------------------------------------------------------------------
 
 def test_prelude_guards_then_cleans_the_schemas():
-    sql = mod.restore_prelude(["public", 'odd"name'], 12).decode()
+    sql = pg_sql.restore_prelude(["public", 'odd"name'], 12).decode()
     lines = sql.splitlines()
     # The guard comes first, so even a failure in DROP SCHEMA is covered by it.
     assert lines[1].startswith("CREATE TEMPORARY TABLE taylordash_restore_guard")
@@ -59,37 +62,37 @@ def test_prelude_guards_then_cleans_the_schemas():
     assert lines.index('DROP SCHEMA IF EXISTS "public" CASCADE;') < lines.index('CREATE SCHEMA "public";')
     assert 'DROP SCHEMA IF EXISTS "odd""name" CASCADE;' in lines
     assert lines[-1] == "RESET lock_timeout;"
-    assert mod.sql_lines(mod.restore_prelude(["public"], 30)) == 9
+    assert pg_sql.sql_lines(pg_sql.restore_prelude(["public"], 30)) == 9
 
 
 def test_epilogue_without_expectations_only_marks_the_stream_complete():
-    assert mod.restore_epilogue(None, ["public"]) == b"\nUPDATE pg_temp.taylordash_restore_guard SET done = true;\n"
+    assert pg_sql.restore_epilogue(None, ["public"]) == b"\nUPDATE pg_temp.taylordash_restore_guard SET done = true;\n"
 
 
 def test_epilogue_checks_every_expected_table_before_marking():
-    sql = mod.restore_epilogue({"users": 3, "public.projects": "5", "audit.Event Log": 2}, ["public", "audit"]).decode()
+    sql = pg_sql.restore_epilogue({"users": 3, "public.projects": "5", "audit.Event Log": 2}, ["public", "audit"]).decode()
     expected = json.loads(re.search(r"expected pg_catalog.jsonb := '(.*)'::pg_catalog.jsonb;", sql).group(1))
     assert expected == {"public.users": 3, "public.projects": 5, "audit.Event Log": 2}
     assert "cleaned pg_catalog.text[] := '{\"public\",\"audit\"}'::pg_catalog.text[];" in sql
     # pg_dump empties search_path: every name the check uses is schema-qualified.
     assert "FROM pg_class" not in sql and "pg_catalog.pg_class" in sql
     assert sql.index("DO $check$") < sql.index("UPDATE pg_temp.taylordash_restore_guard SET done = true;")
-    assert mod.CHECK_MESSAGE in sql
+    assert pg_sql.CHECK_MESSAGE in sql
 
 
 def test_epilogue_quotes_names_with_quotes():
-    sql = mod.restore_epilogue({"it's": 1}, ["public"]).decode()
+    sql = pg_sql.restore_epilogue({"it's": 1}, ["public"]).decode()
     assert "'{\"public.it''s\": 1}'::pg_catalog.jsonb" in sql
 
 
 def test_quote_literal():
-    assert mod.quote_literal("a'b") == "'a''b'"
+    assert pg_sql.quote_literal("a'b") == "'a''b'"
 
 
 # --- the end of a pg_dump script ------------------------------------------------------------------
 
 def test_complete_pg_dump_script_passes():
-    assert mod.pg_dump_tail_problem(PLAIN[:512], PLAIN[-4096:]) is None
+    assert dump_format.pg_dump_tail_problem(PLAIN[:512], PLAIN[-4096:]) is None
 
 
 @pytest.mark.parametrize("tail,fragment", [
@@ -98,11 +101,11 @@ def test_complete_pg_dump_script_passes():
     (PLAIN + b"\nDROP TABLE users;\n-- a comment\n", "something was appended"),
 ])
 def test_pg_dump_script_cut_short_or_extended(tail, fragment):
-    assert fragment in mod.pg_dump_tail_problem(PLAIN[:512], tail[-4096:])
+    assert fragment in dump_format.pg_dump_tail_problem(PLAIN[:512], tail[-4096:])
 
 
 def test_hand_written_sql_is_not_held_to_pg_dump_rules():
-    assert mod.pg_dump_tail_problem(b"CREATE TABLE t (id int);\n", b"INSERT INTO t VALUES (1);\n") is None
+    assert dump_format.pg_dump_tail_problem(b"CREATE TABLE t (id int);\n", b"INSERT INTO t VALUES (1);\n") is None
 
 
 @pytest.mark.parametrize("fmt,head,tail,size,fragment", [
@@ -114,7 +117,7 @@ def test_hand_written_sql_is_not_held_to_pg_dump_rules():
     ("custom", b"garbage", b"", 7, "PGDMP"),
 ])
 def test_dump_file_problem(fmt, head, tail, size, fragment):
-    problem = mod.dump_file_problem(fmt, head, tail, size)
+    problem = dump_format.dump_file_problem(fmt, head, tail, size)
     if fragment is None:
         assert problem is None
     else:
@@ -122,9 +125,9 @@ def test_dump_file_problem(fmt, head, tail, size, fragment):
 
 
 def test_stream_lines_map_back_to_the_dump():
-    assert mod.stream_line_to_dump_line(7, 9, 219) == ("prelude", 7)
-    assert mod.stream_line_to_dump_line(229, 9, 220) == ("dump", 220)
-    assert mod.stream_line_to_dump_line(263, 9, 219) == ("check", 35)
+    assert pg_restore.stream_line_to_dump_line(7, 9, 219) == ("prelude", 7)
+    assert pg_restore.stream_line_to_dump_line(229, 9, 220) == ("dump", 220)
+    assert pg_restore.stream_line_to_dump_line(263, 9, 219) == ("check", 35)
 
 
 # --- option checks --------------------------------------------------------------------------------
@@ -151,7 +154,7 @@ def test_validate_params_problems(kwargs, fragment):
 def stream_of(tmp_path, content: bytes, fmt="plain", sha=None, expect=None):
     path = tmp_path / ("dump.sql.gz" if fmt == "gzip" else "dump.sql")
     path.write_bytes(content)
-    stream = mod.RestoreStream(b"PRELUDE;\n", b"\nEPILOGUE;\n", sha)
+    stream = pg_restore.RestoreStream(b"PRELUDE;\n", b"\nEPILOGUE;\n", sha)
     source = stream.gzip_source(str(path)) if fmt == "gzip" else stream.plain_source(str(path))
     return stream, b"".join(stream.generate(source, fmt))
 
@@ -194,7 +197,7 @@ def test_a_changed_file_ends_the_stream_without_the_epilogue(tmp_path):
 def test_a_stop_request_ends_the_stream_without_the_epilogue(tmp_path):
     path = tmp_path / "dump.sql"
     path.write_bytes(PLAIN * 3)
-    stream = mod.RestoreStream(b"P\n", b"E\n")
+    stream = pg_restore.RestoreStream(b"P\n", b"E\n")
     chunks = []
     for chunk in stream.generate((PLAIN[i:i + 100] for i in range(0, len(PLAIN), 100)), "plain"):
         chunks.append(chunk)
@@ -205,7 +208,7 @@ def test_a_stop_request_ends_the_stream_without_the_epilogue(tmp_path):
 
 
 def test_a_failing_finish_ends_the_stream_without_the_epilogue():
-    stream = mod.RestoreStream(b"P\n", b"E\n")
+    stream = pg_restore.RestoreStream(b"P\n", b"E\n")
     data = b"".join(stream.generate(iter([b"SET x = 1;\n"]), "custom",
                                     finish=lambda: ("pg_restore could not convert the archive", None)))
     assert data == b"P\nSET x = 1;\n" and not stream.complete
@@ -216,14 +219,14 @@ def test_a_failing_finish_ends_the_stream_without_the_epilogue():
 
 def restorer(fmt="plain", lock_timeout=30):
     module = SimpleNamespace(params=dict(params(lock_timeout=lock_timeout), db="taylordash"), check_mode=False)
-    conn = pg.ComposeConnection("docker", "/opt/taylordash", "postgres", "taylordash")
-    worker = mod.BackupRestore(module, conn, "C")
+    conn = pg_connection.ComposeConnection("docker", "/opt/taylordash", "postgres", "taylordash")
+    worker = pg_restore.BackupRestore(module, conn, "C")
     worker.result["format"] = fmt
     return worker
 
 
 def finished_stream(dump_lines, failure=None):
-    stream = mod.RestoreStream(mod.restore_prelude(["public"], 30), b"")
+    stream = pg_restore.RestoreStream(pg_sql.restore_prelude(["public"], 30), b"")
     stream.dump_lines = dump_lines
     stream.failure = failure
     return stream

@@ -16,7 +16,8 @@ import yaml
 
 from conftest import run_module
 from ansible_collections.taylordash.rollback.plugins.modules import backup_verify as mod
-from ansible_collections.taylordash.rollback.plugins.module_utils import _postgres as pg
+from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_verify as pg_verify
+from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_connection as pg_connection
 
 FIXTURES = Path(__file__).parents[1] / "module_utils" / "fixtures" / "postgres"
 PLAIN = (FIXTURES / "pg_dump_plain_tiny.sql").read_bytes()
@@ -71,9 +72,9 @@ def test_choose_backup_newest_by_mtime(tmp_path):
     write(tmp_path / "backup_3.sql", b"x", age=200)
     write(tmp_path / "other.sql", b"x", age=0)
     (tmp_path / "backup_4.sql").mkdir()
-    assert mod.choose_backup(str(tmp_path), "backup_*.sql*") == str(tmp_path / "backup_2.sql.gz")
-    assert mod.choose_backup(str(tmp_path), "backup_*.sql") == str(tmp_path / "backup_3.sql")
-    assert mod.choose_backup(str(tmp_path), "nothing_*") is None
+    assert pg_verify.choose_backup(str(tmp_path), "backup_*.sql*") == str(tmp_path / "backup_2.sql.gz")
+    assert pg_verify.choose_backup(str(tmp_path), "backup_*.sql") == str(tmp_path / "backup_3.sql")
+    assert pg_verify.choose_backup(str(tmp_path), "nothing_*") is None
 
 
 def test_choose_backup_same_mtime_takes_the_later_name(tmp_path):
@@ -81,14 +82,14 @@ def test_choose_backup_same_mtime_takes_the_later_name(tmp_path):
     for name in ("backup_a.sql", "backup_b.sql"):
         (tmp_path / name).write_bytes(b"x")
         os.utime(tmp_path / name, (stamp, stamp))
-    assert mod.choose_backup(str(tmp_path), "backup_*.sql") == str(tmp_path / "backup_b.sql")
+    assert pg_verify.choose_backup(str(tmp_path), "backup_*.sql") == str(tmp_path / "backup_b.sql")
 
 
 def test_choose_backup_dir_with_glob_characters(tmp_path):
     odd = tmp_path / "dumps[1]"
     odd.mkdir()
     write(odd / "backup_x.sql", b"x")
-    assert mod.choose_backup(str(odd), "backup_*.sql*") == str(odd / "backup_x.sql")
+    assert pg_verify.choose_backup(str(odd), "backup_*.sql*") == str(odd / "backup_x.sql")
 
 
 class FakeModule:
@@ -103,21 +104,21 @@ class FakeModule:
 
 
 def test_build_connection_compose(tmp_path):
-    conn = mod.build_connection(FakeModule(project_dir=str(tmp_path), docker_cli="/usr/bin/docker",
+    conn = pg_connection.build_connection(FakeModule(project_dir=str(tmp_path), docker_cli="/usr/bin/docker",
                                            compose_files=["docker-compose.yml"], project_name="taylordash",
                                            login_password="pw"))
-    assert isinstance(conn, pg.ComposeConnection)
+    assert isinstance(conn, pg_connection.ComposeConnection)
     assert conn.psql_argv("postgres", ["-c", "SELECT 1"]) == [
-        "/usr/bin/docker", "compose", "--project-directory", str(tmp_path), "-f", "docker-compose.yml",
-        "-p", "taylordash", "exec", "-T", "-e", "LC_ALL=C", "-e", "PGCONNECT_TIMEOUT=10",
+        "/usr/bin/docker", "compose", "--project-directory", str(tmp_path), "--project-name", "taylordash",
+        "--file", str(tmp_path / "docker-compose.yml"), "exec", "-T", "-e", "LC_ALL=C", "-e", "PGCONNECT_TIMEOUT=10",
         "-e", "PGCLIENTENCODING=UTF8", "-e", "PGPASSWORD", "postgres",
         "psql", "-X", "-U", "taylordash", "-d", "postgres", "-w", "-c", "SELECT 1"]
     assert conn.user_option == "db_user"
 
 
 def test_build_connection_direct_finds_clients():
-    conn = mod.build_connection(FakeModule(login_host="db.example.test", login_port=5433, login_user="rb"))
-    assert isinstance(conn, pg.DirectConnection)
+    conn = pg_connection.build_connection(FakeModule(login_host="db.example.test", login_port=5433, login_user="rb"))
+    assert isinstance(conn, pg_connection.DirectConnection)
     assert os.path.basename(conn.psql) == "psql"
     assert conn.psql_argv("postgres", [])[2:9] == ["-h", "db.example.test", "-p", "5433", "-U", "rb", "-d"]
 

@@ -1,0 +1,441 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) TaylorDash operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The restore worker of backup_restore: the stream psql reads (prelude, dump, epilogue), the
+all-or-nothing restore into the real database and the safety dump (``state=dumped``).
+
+The SQL around the dump is in ``_pg_sql``; the way to the server in ``_pg_connection``; the
+module's options and documentation in ``plugins/modules/backup_restore.py``.
+
+Private to this collection (leading underscore): no compatibility promise.
+"""
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+import hashlib
+import os
+import re
+import tempfile
+import zlib
+
+from ansible_collections.taylordash.rollback.plugins.module_utils._dump_reader import file_chunks, gunzip_chunks
+from ansible_collections.taylordash.rollback.plugins.module_utils._files import CHUNK_SIZE, sha256_file
+from ansible_collections.taylordash.rollback.plugins.module_utils._process import CommandResult, Producer
+from ansible_collections.taylordash.rollback.plugins.module_utils._pg_connection import (
+    pg_restore_args,
+    psql_query_args,
+    psql_restore_args,
+)
+from ansible_collections.taylordash.rollback.plugins.module_utils._pg_dump_format import (
+    FORMAT_CUSTOM,
+    FORMAT_GZIP,
+    FORMAT_PLAIN,
+    FORMAT_TAR,
+    dump_file_problem,
+    pg_dump_tail_problem,
+    sniff_format,
+)
+from ansible_collections.taylordash.rollback.plugins.module_utils._pg_output import parse_row_counts, qualify
+from ansible_collections.taylordash.rollback.plugins.module_utils._pg_sql import (
+    CHECK_MESSAGE,
+    GUARD_MESSAGE,
+    ROW_COUNT_QUERY,
+    restore_epilogue,
+    restore_prelude,
+    sql_lines,
+)
+from ansible_collections.taylordash.rollback.plugins.module_utils._pg_task import (
+    PgTask,
+    Terminated,
+    on_sigterm,
+    raise_terminated,
+)
+
+RESTORE_STDOUT_LIMIT = 64 * 1024
+TAIL_KEEP = 64 * 1024
+_STREAM_LINE_RE = re.compile(r'^psql:<stdin>:(\d+): ', re.M)
+
+
+def stream_line_to_dump_line(stream_line, prelude_lines, dump_lines):
+    """Where a psql error at line N of the stream is: ('prelude', n), ('dump', n) or ('check', n)."""
+    if stream_line <= prelude_lines:
+        return 'prelude', stream_line
+    if dump_lines is None or stream_line <= prelude_lines + dump_lines:
+        return 'dump', stream_line - prelude_lines
+    return 'check', stream_line - prelude_lines - dump_lines
+
+
+def counts_text(tables):
+    return ''.join('%s: %d\n' % (t['name'], t['rows']) for t in tables or [])
+
+
+class RestoreStream(object):
+    """The bytes psql reads: prelude, dump (as SQL), epilogue. Never raises: any problem with the
+    source (or a stop request) ends the stream early without the epilogue, which makes the
+    commit guard roll the transaction back."""
+
+    def __init__(self, prelude, epilogue, expect_sha256=None):
+        self.prelude = prelude
+        self.epilogue = epilogue
+        self.expect_sha256 = expect_sha256.lower() if expect_sha256 else None
+        self.sha256 = None
+        self.failure = None
+        self.failure_result = None
+        self.complete = False
+        self.stop_requested = False
+        self.dump_lines = 0
+        self.head = b''
+        self.tail = bytearray()
+
+    def _note(self, chunk):
+        if len(self.head) < 512:
+            self.head += chunk[:512 - len(self.head)]
+        self.tail += chunk
+        if len(self.tail) > TAIL_KEEP:
+            del self.tail[:len(self.tail) - TAIL_KEEP]
+        self.dump_lines += chunk.count(b'\n')
+
+    def generate(self, source, fmt, finish=None):
+        """source yields SQL chunks; finish() returns None or (message, result) once the
+        source is exhausted (pg_restore's exit status)."""
+        yield self.prelude
+        try:
+            for chunk in source:
+                if self.stop_requested:
+                    self.failure = 'the module was stopped (SIGTERM) while the dump was streaming'
+                    return
+                if chunk:
+                    self._note(chunk)
+                    yield chunk
+            if finish is not None:
+                problem = finish()
+                if problem is not None:
+                    self.failure, self.failure_result = problem
+                    return
+        except (IOError, OSError, EOFError, zlib.error) as exc:
+            self.failure = 'reading the dump failed: %s' % exc
+            return
+        if fmt in (FORMAT_PLAIN, FORMAT_GZIP):
+            problem = pg_dump_tail_problem(self.head, bytes(self.tail))
+            if problem:
+                self.failure = problem
+                return
+        if self.expect_sha256 and self.sha256 and self.sha256 != self.expect_sha256:
+            self.failure = ('the file changed since it was verified: its sha256 is %s, expected %s'
+                            % (self.sha256, self.expect_sha256))
+            return
+        if self.stop_requested:
+            self.failure = 'the module was stopped (SIGTERM) while the dump was streaming'
+            return
+        self.complete = True
+        yield self.epilogue
+
+    # -- sources ---------------------------------------------------------------------------
+    def plain_source(self, path):
+        digest = hashlib.sha256()
+        for chunk in file_chunks(path, digest):
+            yield chunk
+        self.sha256 = digest.hexdigest()
+
+    def gzip_source(self, path):
+        """Raw bytes hashed, then inflated member by member; a stream that ends inside a
+        member is corrupt (GzipStreamError, an EOFError)."""
+        digest = hashlib.sha256()
+        for chunk in gunzip_chunks(file_chunks(path, digest)):
+            yield chunk
+        self.sha256 = digest.hexdigest()
+
+
+class BackupRestore(PgTask):
+    """``state=restored`` (:meth:`restore`) and ``state=dumped`` (:meth:`dump`)."""
+
+    APP_NAME = 'taylordash.rollback.backup_restore'
+    DB_OPTION = 'db'
+
+    def __init__(self, module, conn, locale, pg_dump=None):
+        super(BackupRestore, self).__init__(module, conn, locale, db=module.params['db'])
+        self.pg_dump = pg_dump
+        self.stream = None
+
+    def classify(self, stderr, rc):
+        return self.classify_text(stderr, rc)[1]
+
+    def count_rows(self):
+        res = self.run(self.conn.psql_argv(self.params['db'], psql_query_args(ROW_COUNT_QUERY, True)))
+        if res.rc != 0:
+            return None, res
+        try:
+            return parse_row_counts(res.stdout), None
+        except ValueError:
+            return None, res
+
+    # -- state=restored ----------------------------------------------------------------------
+    def restore(self):
+        path = os.path.realpath(self.params['path'])
+        self.result['path'] = path
+        self.result['clean_schemas'] = list(self.params['clean_schemas'])
+        self.result['committed'] = False
+        if os.path.isdir(path):
+            self.fail('%s is a directory: directory-format dumps (pg_dump -Fd) cannot be restored; use a plain '
+                      'SQL dump or a custom archive.' % path)
+        try:
+            with open(path, 'rb') as handle:
+                head = handle.read(512)
+        except (IOError, OSError) as exc:
+            self.fail('Cannot read the dump %s: %s. Nothing was changed.' % (path, exc))
+        fmt, problem = sniff_format(head)
+        if fmt is None:
+            self.fail('Cannot restore %s: %s. Nothing was changed.' % (path, problem))
+        self.result['format'] = fmt
+        db = self.params['db']
+        if fmt in (FORMAT_CUSTOM, FORMAT_TAR) and self.conn.pg_restore is None:
+            self.fail('%s is a %s archive, which needs pg_restore, and there is no pg_restore on the module host; '
+                      'install the PostgreSQL client or use compose mode (project_dir). Nothing was changed.' % (path, fmt))
+
+        if self.conn.mode == 'compose':
+            # Three or more calls into the database container follow: docker exec, not compose exec.
+            self.conn.pin_container(self.run)
+        self.begin_phase('count_before')
+        before, res = self.count_rows()
+        self.end_phase()
+        if before is None:
+            self.fail('Cannot restore into %s: counting its rows failed: %s. Nothing was changed.'
+                      % (db, self.classify(res.stderr_text, res.rc)), cmd_result=res)
+        self.result['rows_before'] = before
+        self.result['total_rows_before'] = sum(t['rows'] for t in before)
+        expect = self.params['expect_rows']
+        if self.module._diff:
+            after_text = counts_text(sorted(({'name': qualify(k), 'rows': int(v)} for k, v in expect.items()),
+                                            key=lambda t: t['name'])) if expect is not None else '(counted after the restore)\n'
+            self.result['diff'] = {'before_header': '%s row counts' % db, 'before': counts_text(before),
+                                   'after_header': '%s row counts' % db, 'after': after_text}
+        what = '%s (%s, %d bytes)' % (path, fmt, os.path.getsize(path))
+        if self.module.check_mode:
+            self.result['changed'] = True
+            self.result['msg'] = ('Would restore %s into %s in one transaction, dropping and re-creating schema(s) %s '
+                                  '(now %d tables, %d rows)%s; nothing was changed (check mode).'
+                                  % (what, db, ', '.join(self.params['clean_schemas']), len(before),
+                                     self.result['total_rows_before'],
+                                     ', and check the row counts of %d tables before committing' % len(expect)
+                                     if expect is not None else ''))
+            return self.finish()
+
+        self.begin_phase('restore')
+        res = self.stream_restore(path, fmt)
+        self.end_phase()
+        stream = self.stream
+        self.result['sql_lines'] = stream.dump_lines
+        if stream.sha256:
+            self.result['sha256'] = stream.sha256
+        committed = res.rc == 0 and stream.complete
+        self.result['committed'] = committed
+        self.result['changed'] = committed
+
+        self.begin_phase('count_after')
+        after, count_res = self.count_rows()
+        self.end_phase()
+        if after is not None:
+            self.result['rows_after'] = after
+            self.result['total_rows_after'] = sum(t['rows'] for t in after)
+            if 'diff' in self.result:
+                self.result['diff']['after'] = counts_text(after)
+
+        if not committed:
+            state = self.state_after_failure(before, after)
+            reason = self.failure_reason(stream, res)
+            if stream.failure_result is not None:
+                res = stream.failure_result
+            self.fail('Restoring %s into %s failed: %s. The transaction was rolled back: %s'
+                      % (what, db, reason, state), cmd_result=res)
+        if after is None:
+            self.fail('Restored %s into %s (committed), but counting the rows afterwards failed: %s'
+                      % (what, db, self.classify(count_res.stderr_text, count_res.rc)), cmd_result=count_res)
+        self.result['msg'] = ('Restored %s into %s in %.1f s in one transaction: %d tables, %d rows (before %d tables, '
+                              '%d rows)%s.' % (what, db, self.result['phases']['restore'], len(after),
+                                               self.result['total_rows_after'], len(before),
+                                               self.result['total_rows_before'],
+                                               '; row counts checked before the commit' if expect is not None else ''))
+        return self.finish()
+
+    def state_after_failure(self, before, after):
+        if after is None:
+            return 'the database could not be counted afterwards; check it.'
+        if after == before:
+            return 'the database is as it was (%d tables, %d rows, the same counts as before).' % (
+                len(after), sum(t['rows'] for t in after))
+        return ('the row counts now differ from before (%d -> %d rows): another session changed the data '
+                'meanwhile; check the writers are stopped.' % (sum(t['rows'] for t in before), sum(t['rows'] for t in after)))
+
+    def failure_reason(self, stream, res):
+        """psql's own error first (the statement that failed), then what ended the stream early;
+        the commit guard's error only says that the stream ended early."""
+        reasons = []
+        stderr = res.stderr_text
+        if CHECK_MESSAGE in stderr:
+            match = re.search(re.escape(CHECK_MESSAGE) + r': (.*)', stderr)
+            reasons.append('the restored row counts differ from the verified backup (%s)' % (
+                match.group(1).strip() if match else 'see stderr'))
+        elif 'canceling statement due to lock timeout' in stderr:
+            reasons.append('another session holds a lock on the schema (waited %d s, lock_timeout): stop the '
+                           'writers and retry' % self.params['lock_timeout'])
+        elif res.rc != 0 and GUARD_MESSAGE not in stderr:
+            reasons.append(self.sql_error(stream, stderr, res.rc))
+        if stream.failure is not None:
+            reasons.append(stream.failure)
+        if not reasons:
+            reasons.append('psql ended without committing (rc=%s): %s' % (res.rc, self.classify(stderr, res.rc)))
+        return '; '.join(reasons)
+
+    def sql_error(self, stream, stderr, rc):
+        """psql numbers the lines of its input, the prelude included: name the line of the dump."""
+        match = _STREAM_LINE_RE.search(stderr)
+        if not match:
+            return self.classify(stderr, rc)
+        where, line = stream_line_to_dump_line(int(match.group(1)), sql_lines(stream.prelude), stream.dump_lines)
+        if where == 'dump':
+            translated = _STREAM_LINE_RE.sub(lambda m: 'psql:<stdin>:%d: ' % stream_line_to_dump_line(
+                int(m.group(1)), sql_lines(stream.prelude), stream.dump_lines)[1], stderr)
+            reason = self.classify(translated, rc)
+            if self.result.get('format') in (FORMAT_CUSTOM, FORMAT_TAR):
+                reason += ' (the line counts the SQL that pg_restore -f - made of the archive)'
+            return reason
+        reason = self.classify(stderr, rc)
+        if where == 'prelude':
+            return reason + ' (in the statements that drop and re-create the schemas, before the dump)'
+        return reason + ' (in the integrity check after the dump)'
+
+    def stream_restore(self, path, fmt):
+        prelude = restore_prelude(self.params['clean_schemas'], self.params['lock_timeout'])
+        epilogue = restore_epilogue(self.params['expect_rows'], self.params['clean_schemas'])
+        stream = RestoreStream(prelude, epilogue, self.params['sha256'])
+        self.stream = stream
+        psql_argv = self.conn.psql_argv(self.params['db'], psql_restore_args())
+        with on_sigterm(self._on_sigterm):
+            if fmt == FORMAT_PLAIN:
+                feed = stream.generate(stream.plain_source(path), fmt)
+                return self.run(psql_argv, feed=feed, stdout_limit=RESTORE_STDOUT_LIMIT)
+            if fmt == FORMAT_GZIP:
+                feed = stream.generate(stream.gzip_source(path), fmt)
+                return self.run(psql_argv, feed=feed, stdout_limit=RESTORE_STDOUT_LIMIT)
+            return self.restore_archive(path, fmt, stream, psql_argv)
+
+    def _on_sigterm(self, signum, frame):
+        # Never raise here: stopping the stream without its end marker is what rolls back.
+        if self.stream is not None:
+            self.stream.stop_requested = True
+
+    def restore_archive(self, path, fmt, stream, psql_argv):
+        """pg_restore -f - turns the archive into SQL on the fly; its output is psql's input."""
+        args = ['-f', '-'] + pg_restore_args(fmt, 1)
+        if self.conn.mode == 'direct':
+            stream.sha256 = sha256_file(path)
+            argv = self.conn.pg_restore_argv(args + [path])
+            feed = None
+        else:
+            argv = self.conn.pg_restore_argv(args)
+            feed = self._archive_chunks(path, stream)
+        try:
+            producer = Producer(argv, env_update=self.env(), cwd=self.conn.cwd, feed=feed, chunk_size=CHUNK_SIZE)
+        except OSError as exc:
+            return self.fail('Cannot run %s: %s.' % (argv[0], exc.strerror or exc), cmd=argv, rc=None,
+                             stdout='', stderr=str(exc))
+
+        def finish():
+            rc, stderr, feed_error = producer.finish()
+            result = CommandResult(argv, rc, b'', stderr.encode('utf-8'), 0)
+            if feed_error:
+                return ('reading the archive failed: %s' % feed_error, result)
+            if rc != 0:
+                return ('pg_restore could not convert the archive: %s' % self.classify(stderr, rc), result)
+            return None
+
+        try:
+            return self.run(psql_argv, feed=stream.generate(producer.chunks(), fmt, finish),
+                            stdout_limit=RESTORE_STDOUT_LIMIT)
+        finally:
+            producer.close()
+
+    @staticmethod
+    def _archive_chunks(path, stream):
+        """The archive as stored, for pg_restore's stdin; its sha256 once all of it was read."""
+        digest = hashlib.sha256()
+        for chunk in file_chunks(path, digest):
+            if stream.stop_requested:
+                return
+            yield chunk
+        stream.sha256 = digest.hexdigest()
+
+    # -- state=dumped ------------------------------------------------------------------------
+    def dump_argv(self, fmt):
+        args = ['-Fc'] if fmt == FORMAT_CUSTOM else []
+        program = self.pg_dump if self.conn.mode == 'direct' else 'pg_dump'
+        return self.conn.program_argv(program, self.params['db'], args, self.locale)
+
+    def dump(self):
+        path = os.path.abspath(self.params['path'])
+        fmt = self.params['dump_format']
+        self.result['path'] = path
+        self.result['format'] = fmt
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            self.fail('Cannot write the dump: directory %s does not exist.' % directory)
+        if os.path.exists(path) and not self.params['force']:
+            self.fail('%s exists already; a dump never replaces a file unless force=true. Choose another path.' % path)
+        if self.conn.mode == 'direct' and self.pg_dump is None:
+            self.fail('Cannot find pg_dump on the module host (PATH, /usr/lib/postgresql/*/bin); install the '
+                      'PostgreSQL client, or use compose mode (project_dir).')
+        if self.module._diff:
+            self.result['diff'] = {'before': {'path': path, 'state': 'file' if os.path.exists(path) else 'absent'},
+                                   'after': {'path': path, 'state': 'file'}}
+        if self.module.check_mode:
+            self.result['changed'] = True
+            self.result['msg'] = 'Would dump %s (%s) to %s; nothing was changed (check mode).' % (
+                self.params['db'], fmt, path)
+            return self.finish()
+
+        argv = self.dump_argv(fmt)
+        size = 0
+        fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.part', dir=directory)
+        with on_sigterm(raise_terminated):
+            self.begin_phase('dump')
+            try:
+                with os.fdopen(fd, 'wb') as handle:
+                    res = self.run(argv, stdout_file=handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                self.end_phase()
+                if res.rc != 0:
+                    self.fail('pg_dump of %s failed: %s. Nothing was written to %s.'
+                              % (self.params['db'], self.classify(res.stderr_text, res.rc), path), cmd_result=res)
+                size = os.path.getsize(tmp)
+                with open(tmp, 'rb') as handle:
+                    head = handle.read(512)
+                    handle.seek(max(0, size - TAIL_KEEP))
+                    tail = handle.read()
+                problem = dump_file_problem(fmt, head, tail, size)
+                if problem:
+                    self.fail('pg_dump of %s exited 0 but the dump is not usable: %s. Nothing was written to %s.'
+                              % (self.params['db'], problem, path), cmd_result=res)
+                os.chmod(tmp, 0o600)
+                os.rename(tmp, path)
+                tmp = None
+                dir_fd = os.open(directory, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+            except Terminated:
+                # The gateway stopped pg_dump's process group before Terminated reached here.
+                self.fail('Interrupted by SIGTERM while dumping %s; the partial file was removed and nothing was written '
+                          'to %s.' % (self.params['db'], path))
+            finally:
+                if tmp is not None and os.path.exists(tmp):
+                    os.unlink(tmp)
+        self.result['changed'] = True
+        self.result['size'] = size
+        self.result['msg'] = 'Dumped %s (%s, %d bytes) to %s in %.1f s (mode 0600).' % (
+            self.params['db'], fmt, size, path, self.result['phases']['dump'])
+        return self.finish()
