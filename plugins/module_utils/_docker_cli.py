@@ -29,10 +29,7 @@ from ansible.module_utils.common.process import get_bin_path
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 
 from ansible_collections.taylordash.rollback.plugins.module_utils._process import (
-    LOCALE_ENV,
-    ProcessError,
-    run_streaming,
-)
+    LOCALE_ENV, ProcessError, run_streaming)
 
 # Docker's tag grammar (distribution/reference): a word character first, then up to 127 more.
 TAG_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$')

@@ -21,12 +21,7 @@ import re
 
 from ansible_collections.taylordash.rollback.plugins.module_utils._dump_reader import GzipStreamError, file_chunks, gunzip_chunks
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_dump_format import (
-    PG_DUMP_HEADER,
-    PG_DUMP_TRAILER,
-    PG_DUMPALL_HEADER,
-    BackupError,
-    sniff_gzip_inner,
-)
+    PG_DUMP_HEADER, PG_DUMP_TRAILER, PG_DUMPALL_HEADER, BackupError, sniff_gzip_inner)
 
 # A plain dump line longer than this is scanned in pieces; only its first piece counts as a
 # line start, so memory stays bounded even for a file without newlines.

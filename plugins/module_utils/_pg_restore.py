@@ -19,40 +19,19 @@ import hashlib
 import os
 import re
 import tempfile
-import zlib
 
 from ansible_collections.taylordash.rollback.plugins.module_utils._dump_reader import file_chunks, gunzip_chunks
 from ansible_collections.taylordash.rollback.plugins.module_utils._files import CHUNK_SIZE, sha256_file
 from ansible_collections.taylordash.rollback.plugins.module_utils._process import CommandResult, Producer
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_connection import (
-    pg_restore_args,
-    psql_query_args,
-    psql_restore_args,
-)
+    pg_restore_args, psql_query_args, psql_restore_args)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_dump_format import (
-    FORMAT_CUSTOM,
-    FORMAT_GZIP,
-    FORMAT_PLAIN,
-    FORMAT_TAR,
-    dump_file_problem,
-    pg_dump_tail_problem,
-    sniff_format,
-)
+    FORMAT_CUSTOM, FORMAT_GZIP, FORMAT_PLAIN, FORMAT_TAR, dump_file_problem, pg_dump_tail_problem, sniff_format)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_output import parse_row_counts, qualify
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_sql import (
-    CHECK_MESSAGE,
-    GUARD_MESSAGE,
-    ROW_COUNT_QUERY,
-    restore_epilogue,
-    restore_prelude,
-    sql_lines,
-)
+    CHECK_MESSAGE, GUARD_MESSAGE, ROW_COUNT_QUERY, restore_epilogue, restore_prelude, sql_lines)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_task import (
-    PgTask,
-    Terminated,
-    on_sigterm,
-    raise_terminated,
-)
+    PgTask, Terminated, on_sigterm, raise_terminated)
 
 RESTORE_STDOUT_LIMIT = 64 * 1024
 TAIL_KEEP = 64 * 1024
@@ -115,7 +94,7 @@ class RestoreStream(object):
                 if problem is not None:
                     self.failure, self.failure_result = problem
                     return
-        except (IOError, OSError, EOFError, zlib.error) as exc:
+        except (IOError, OSError, EOFError) as exc:  # GzipStreamError is an EOFError
             self.failure = 'reading the dump failed: %s' % exc
             return
         if fmt in (FORMAT_PLAIN, FORMAT_GZIP):

@@ -18,7 +18,12 @@ import contextlib
 import signal
 import time
 
+from ansible.module_utils.common.locale import get_best_parsable_locale
+
+from ansible_collections.taylordash.rollback.plugins.module_utils._module import RollbackModule
 from ansible_collections.taylordash.rollback.plugins.module_utils._process import run_streaming
+from ansible_collections.taylordash.rollback.plugins.module_utils._pg_connection import (
+    CONNECTION_MUTUALLY_EXCLUSIVE, CONNECTION_REQUIRED_BY, build_connection, connection_argument_spec)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_errors import classify_error
 
 # Upper bound of the options that mean seconds: a day. A bigger value is a typo, and
@@ -75,6 +80,25 @@ def whole_number_problems(option, mapping):
         elif number >= 2 ** 63:
             problems.append('%s[%s] must be below 2^63 (a PostgreSQL bigint), got %r' % (option, name, value))
     return problems
+
+
+def start_module(argument_spec, validate, mutually_exclusive=(), failure_note='', **kwargs):
+    """The module (a RollbackModule with the module's options and the connection options), its
+    options checked by ``validate(params)`` (a list of problems) before anything else, and the
+    way to the server: ``(module, connection, locale)``."""
+    spec = dict(argument_spec)
+    spec.update(connection_argument_spec())
+    module = RollbackModule(
+        argument_spec=spec,
+        mutually_exclusive=list(mutually_exclusive) + CONNECTION_MUTUALLY_EXCLUSIVE,
+        required_by=CONNECTION_REQUIRED_BY,
+        supports_check_mode=True,
+        **kwargs
+    )
+    problems = validate(module.params)
+    if problems:
+        module.fail_json(msg='Invalid options: %s.%s' % ('; '.join(problems), failure_note), changed=False)
+    return module, build_connection(module), get_best_parsable_locale(module)
 
 
 class PgTask(object):

@@ -26,34 +26,15 @@ import uuid
 from ansible_collections.taylordash.rollback.plugins.module_utils._dump_reader import file_chunks, gunzip_chunks
 from ansible_collections.taylordash.rollback.plugins.module_utils._files import sha256_file
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_connection import (
-    pg_restore_args,
-    psql_query_args,
-    psql_restore_args,
-)
+    pg_restore_args, psql_query_args, psql_restore_args)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_dump_format import (
-    FORMAT_CUSTOM,
-    FORMAT_GZIP,
-    FORMAT_PLAIN,
-    BackupError,
-    sniff_format,
-)
+    FORMAT_CUSTOM, FORMAT_GZIP, FORMAT_PLAIN, BackupError, sniff_format)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_dump_scan import scan_plain_file
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_output import (
-    archive_summary,
-    check_expectations,
-    parse_pg_restore_list,
-    parse_row_counts,
-    parse_server_version,
-)
+    archive_summary, check_expectations, parse_pg_restore_list, parse_row_counts, parse_server_version)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_sql import (
-    COUNT_MARKER,
-    COUNT_TRAILER,
-    ROW_COUNT_QUERY,
-    SERVER_VERSION_QUERY,
-    create_database_sql,
-    drop_database_sql,
-    new_scratch_name,
-)
+    COUNT_MARKER, COUNT_TRAILER, ROW_COUNT_QUERY, SERVER_VERSION_QUERY, create_database_sql, drop_database_sql,
+    new_scratch_name)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_task import PgTask
 
 RESTORE_STDOUT_LIMIT = 64 * 1024

@@ -378,22 +378,10 @@ stderr:
 
 import re
 
-from ansible.module_utils.common.locale import get_best_parsable_locale
-
-from ansible_collections.taylordash.rollback.plugins.module_utils._module import RollbackModule
-from ansible_collections.taylordash.rollback.plugins.module_utils._pg_connection import (
-    CONNECTION_MUTUALLY_EXCLUSIVE,
-    CONNECTION_REQUIRED_BY,
-    build_connection,
-    connection_argument_spec,
-    find_client,
-)
+from ansible_collections.taylordash.rollback.plugins.module_utils._pg_connection import find_client
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_restore import BackupRestore
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_task import (
-    MAX_SECONDS,
-    number_problem,
-    whole_number_problems,
-)
+    MAX_SECONDS, number_problem, start_module, whole_number_problems)
 
 _SHA256_RE = re.compile(r'^[0-9a-fA-F]{64}$')
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes: a longer schema name would not be
@@ -432,8 +420,8 @@ def validate_params(params):
 
 
 def main():
-    module = RollbackModule(
-        argument_spec=dict(
+    module, conn, locale = start_module(
+        dict(
             state=dict(type='str', default='restored', choices=['restored', 'dumped']),
             path=dict(type='path', required=True),
             db=dict(type='str', required=True),
@@ -443,19 +431,11 @@ def main():
             lock_timeout=dict(type='int', default=30),
             dump_format=dict(type='str', default='plain', choices=['plain', 'custom']),
             force=dict(type='bool', default=False),
-            **connection_argument_spec()
         ),
-        mutually_exclusive=CONNECTION_MUTUALLY_EXCLUSIVE,
-        required_by=CONNECTION_REQUIRED_BY,
-        supports_check_mode=True,
-    )
-    problems = validate_params(module.params)
-    if problems:
-        module.fail_json(msg='Invalid options: %s. Nothing was changed.' % '; '.join(problems), changed=False)
-    conn = build_connection(module)
+        validate_params, failure_note=' Nothing was changed.')
     # pg_dump for the safety dump of state=dumped in direct mode (compose mode runs the container's).
     pg_dump = None if module.params['project_dir'] else find_client('pg_dump')
-    worker = BackupRestore(module, conn, get_best_parsable_locale(module), pg_dump)
+    worker = BackupRestore(module, conn, locale, pg_dump)
     if module.params['state'] == 'dumped':
         result = worker.dump()
     else:

@@ -404,23 +404,8 @@ stderr:
   sample: 'psql:<stdin>:8262: ERROR:  relation "no_such_table" does not exist'
 """
 
-from ansible.module_utils.common.locale import get_best_parsable_locale
-
-from ansible_collections.taylordash.rollback.plugins.module_utils._module import RollbackModule
-from ansible_collections.taylordash.rollback.plugins.module_utils._pg_connection import (
-    CONNECTION_MUTUALLY_EXCLUSIVE,
-    CONNECTION_REQUIRED_BY,
-    build_connection,
-    connection_argument_spec,
-)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_task import (
-    MAX_SECONDS,
-    Terminated,
-    number_problem,
-    on_sigterm,
-    raise_terminated,
-    whole_number_problems,
-)
+    MAX_SECONDS, Terminated, number_problem, on_sigterm, raise_terminated, start_module, whole_number_problems)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_verify import BackupVerifier
 
 # max_age: up to ten years; a bigger age is a typo for "no limit" (null).
@@ -440,30 +425,22 @@ def validate_params(params):
 
 
 def main():
-    argument_spec = dict(
-        path=dict(type='path'),
-        backup_dir=dict(type='path'),
-        pattern=dict(type='str', default='backup_*.sql*'),
-        max_age=dict(type='int'),
-        expect_tables=dict(type='list', elements='str', default=[]),
-        min_rows=dict(type='dict', default={}),
-        jobs=dict(type='int', default=2),
-        login_db=dict(type='str', default='postgres'),
-    )
-    argument_spec.update(connection_argument_spec())
-    module = RollbackModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=[('path', 'backup_dir')] + CONNECTION_MUTUALLY_EXCLUSIVE,
+    module, conn, locale = start_module(
+        dict(
+            path=dict(type='path'),
+            backup_dir=dict(type='path'),
+            pattern=dict(type='str', default='backup_*.sql*'),
+            max_age=dict(type='int'),
+            expect_tables=dict(type='list', elements='str', default=[]),
+            min_rows=dict(type='dict', default={}),
+            jobs=dict(type='int', default=2),
+            login_db=dict(type='str', default='postgres'),
+        ),
+        validate_params,
+        mutually_exclusive=[('path', 'backup_dir')],
         required_one_of=[('path', 'backup_dir')],
-        required_by=CONNECTION_REQUIRED_BY,
-        supports_check_mode=True,
     )
-    problems = validate_params(module.params)
-    if problems:
-        module.fail_json(msg='Invalid options: %s.' % '; '.join(problems), changed=False)
-
-    conn = build_connection(module)
-    verifier = BackupVerifier(module, conn, get_best_parsable_locale(module))
+    verifier = BackupVerifier(module, conn, locale)
     try:
         with on_sigterm(raise_terminated):
             result = verifier.main()

@@ -1,7 +1,7 @@
-"""Unit tests of the PostgreSQL module_utils (_pg_dump_format, _pg_dump_scan, _pg_output, _pg_errors, _pg_connection, _pg_sql: format sniffing, the plain dump scan, output parsers,
-error classification, argv builders) on output captured from the real tools under
-fixtures/postgres/ (see its README for how each file was made), plus the command gateway run on
-real child processes. PostgreSQL itself is exercised by tests/integration/test_backup_verify.py."""
+"""Unit tests of the PostgreSQL module_utils (_pg_dump_format, _pg_dump_scan, _pg_output,
+_pg_errors, _pg_connection, _pg_sql: format sniffing, the plain dump scan, output parsers, error
+classification, argv builders) on output captured from the real tools under fixtures/postgres/
+(see its README for how each file was made). The command gateway is tested in test_process.py. PostgreSQL itself is exercised by tests/integration/test_backup_verify.py."""
 from __future__ import annotations
 
 import bz2

@@ -331,3 +331,26 @@ def test_failed_dump_leaves_no_file(tmp_path):
     res = restore(state="dumped", path=str(tmp_path / "s.sql"), db="taylordash")
     assert res["failed"] and "pg_dump of taylordash failed" in res["msg"] and "Nothing was written" in res["msg"]
     assert not res["changed"] and list(tmp_path.iterdir()) == []
+
+
+# --- issue 10: clean_schemas with an empty name was accepted in check mode --------------------------
+
+@pytest.mark.parametrize("schemas,fragment", [
+    ([""], "clean_schemas holds an empty schema name"),
+    (["public", " "], "clean_schemas holds an empty schema name"),
+    (["a\x00b"], "NUL character"),
+    (["x" * 64], "longer than 63 bytes"),
+    (["public", "public"], "more than once"),
+])
+def test_bad_clean_schemas_fail_in_check_mode_before_anything(tmp_path, schemas, fragment):
+    path = tmp_path / "backup.sql"
+    path.write_bytes(PLAIN)
+    res = run_module("backup_restore", dict(NO_SERVER, path=str(path), db="taylordash", clean_schemas=schemas),
+                     check_mode=True)
+    assert res["failed"] and fragment in res["msg"] and "Nothing was changed" in res["msg"]
+    assert "Invalid options" in res["msg"] and not res["changed"]
+
+
+def test_out_of_range_numbers_are_refused():
+    assert any("lock_timeout must be at most 86400" in p for p in mod.validate_params(params(lock_timeout=10 ** 20)))
+    assert any("expect_rows[users] must be below 2^63" in p for p in mod.validate_params(params(expect_rows={"users": 2 ** 63})))
