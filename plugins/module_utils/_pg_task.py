@@ -15,6 +15,8 @@ from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
 import contextlib
+import decimal
+import math
 import signal
 import time
 
@@ -82,20 +84,60 @@ def whole_number_problems(option, mapping):
     return problems
 
 
+def _not_finite(value):
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, str):
+        try:
+            return not decimal.Decimal(value.strip()).is_finite()
+        except decimal.DecimalException:
+            return False
+    return False
+
+
+class PgModule(RollbackModule):
+    """RollbackModule whose whole-number options refuse NaN and infinity with a message:
+    ansible-core's int check lets the OverflowError of ``int(Decimal('inf'))`` escape as a
+    traceback. The value is marked so that the check fails the way it does for any non-number."""
+
+    def _load_params(self):
+        super(PgModule, self)._load_params()
+        for name, spec in self.argument_spec.items():
+            if spec.get('type') == 'int' and _not_finite(self.params.get(name)):
+                self.params[name] = '%s (not a finite number)' % self.params[name]
+
+
+def nul_problems(spec, params):
+    """Text options holding a NUL character: no argv, environment or file name can carry one."""
+    problems = []
+    for name in sorted(spec):
+        kind = spec[name].get('type', 'str')
+        values = params.get(name)
+        if kind == 'list' and spec[name].get('elements', 'str') in ('str', 'path'):
+            values = values or []
+        elif kind in ('str', 'path'):
+            values = [values]
+        else:
+            continue
+        if any(isinstance(value, str) and '\x00' in value for value in values):
+            problems.append('%s holds a NUL character, which no name, path or password can' % name)
+    return problems
+
+
 def start_module(argument_spec, validate, mutually_exclusive=(), failure_note='', **kwargs):
-    """The module (a RollbackModule with the module's options and the connection options), its
+    """The module (a RollbackModule, see PgModule, with the module's options and the connection options), its
     options checked by ``validate(params)`` (a list of problems) before anything else, and the
     way to the server: ``(module, connection, locale)``."""
     spec = dict(argument_spec)
     spec.update(connection_argument_spec())
-    module = RollbackModule(
+    module = PgModule(
         argument_spec=spec,
         mutually_exclusive=list(mutually_exclusive) + CONNECTION_MUTUALLY_EXCLUSIVE,
         required_by=CONNECTION_REQUIRED_BY,
         supports_check_mode=True,
         **kwargs
     )
-    problems = validate(module.params)
+    problems = nul_problems(spec, module.params) or validate(module.params)
     if problems:
         module.fail_json(msg='Invalid options: %s.%s' % ('; '.join(problems), failure_note), changed=False)
     return module, build_connection(module), get_best_parsable_locale(module)
