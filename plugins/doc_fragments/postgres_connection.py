@@ -15,7 +15,7 @@ class ModuleDocFragment(object):
 options:
   connect_timeout:
     description:
-      - Seconds to wait for a connection (E(PGCONNECT_TIMEOUT)).
+      - Seconds to wait for a connection (E(PGCONNECT_TIMEOUT)), from V(1) to V(86400) (a day).
     type: int
     default: 10
   project_dir:
@@ -48,7 +48,8 @@ options:
     default: taylordash
   docker_cli:
     description:
-      - Compose mode. Path to the C(docker) client. Default is C(docker) found on E(PATH).
+      - Compose mode. Path to the C(docker) client. Default is C(docker) found on E(PATH). When set, it must be an
+        executable file; the module fails before running anything otherwise.
     type: path
   login_host:
     description:

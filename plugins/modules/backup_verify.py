@@ -92,7 +92,7 @@ options:
     description:
       - Fail when the backup's modification time is more than this many seconds ago. The runbook
         wants one from the last hour, V(3600).
-      - V(null) means no limit.
+      - V(null) means no limit. Otherwise from V(0) to V(316224000) (ten years).
     type: int
   expect_tables:
     description:
@@ -109,7 +109,7 @@ options:
     default: {}
   jobs:
     description:
-      - Parallel jobs for restoring a custom archive (C(pg_restore -j)). V(1) restores serially.
+      - Parallel jobs for restoring a custom archive (C(pg_restore -j)), from V(1) to V(64). V(1) restores serially.
       - Not used for plain SQL and tar archives. In compose mode a value above V(1) streams the archive to a
         private temporary directory in the container first (removed afterwards), since
         C(pg_restore) cannot run parallel jobs when it reads from stdin.
