@@ -20,6 +20,7 @@ import yaml
 from conftest import run_module
 from ansible_collections.taylordash.rollback.plugins.modules import backup_restore as mod
 from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_restore as pg_restore
+from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_restore_stream as pg_restore_stream
 from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_sql as pg_sql
 from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_dump_format as dump_format
 from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_connection as pg_connection
@@ -125,9 +126,9 @@ def test_dump_file_problem(fmt, head, tail, size, fragment):
 
 
 def test_stream_lines_map_back_to_the_dump():
-    assert pg_restore.stream_line_to_dump_line(7, 9, 219) == ("prelude", 7)
-    assert pg_restore.stream_line_to_dump_line(229, 9, 220) == ("dump", 220)
-    assert pg_restore.stream_line_to_dump_line(263, 9, 219) == ("check", 35)
+    assert pg_restore_stream.stream_line_to_dump_line(7, 9, 219) == ("prelude", 7)
+    assert pg_restore_stream.stream_line_to_dump_line(229, 9, 220) == ("dump", 220)
+    assert pg_restore_stream.stream_line_to_dump_line(263, 9, 219) == ("check", 35)
 
 
 # --- option checks --------------------------------------------------------------------------------
@@ -154,7 +155,7 @@ def test_validate_params_problems(kwargs, fragment):
 def stream_of(tmp_path, content: bytes, fmt="plain", sha=None, expect=None):
     path = tmp_path / ("dump.sql.gz" if fmt == "gzip" else "dump.sql")
     path.write_bytes(content)
-    stream = pg_restore.RestoreStream(b"PRELUDE;\n", b"\nEPILOGUE;\n", sha)
+    stream = pg_restore_stream.RestoreStream(b"PRELUDE;\n", b"\nEPILOGUE;\n", sha)
     source = stream.gzip_source(str(path)) if fmt == "gzip" else stream.plain_source(str(path))
     return stream, b"".join(stream.generate(source, fmt))
 
@@ -197,7 +198,7 @@ def test_a_changed_file_ends_the_stream_without_the_epilogue(tmp_path):
 def test_a_stop_request_ends_the_stream_without_the_epilogue(tmp_path):
     path = tmp_path / "dump.sql"
     path.write_bytes(PLAIN * 3)
-    stream = pg_restore.RestoreStream(b"P\n", b"E\n")
+    stream = pg_restore_stream.RestoreStream(b"P\n", b"E\n")
     chunks = []
     for chunk in stream.generate((PLAIN[i:i + 100] for i in range(0, len(PLAIN), 100)), "plain"):
         chunks.append(chunk)
@@ -208,7 +209,7 @@ def test_a_stop_request_ends_the_stream_without_the_epilogue(tmp_path):
 
 
 def test_a_failing_finish_ends_the_stream_without_the_epilogue():
-    stream = pg_restore.RestoreStream(b"P\n", b"E\n")
+    stream = pg_restore_stream.RestoreStream(b"P\n", b"E\n")
     data = b"".join(stream.generate(iter([b"SET x = 1;\n"]), "custom",
                                     finish=lambda: ("pg_restore could not convert the archive", None)))
     assert data == b"P\nSET x = 1;\n" and not stream.complete
@@ -226,7 +227,7 @@ def restorer(fmt="plain", lock_timeout=30):
 
 
 def finished_stream(dump_lines, failure=None):
-    stream = pg_restore.RestoreStream(pg_sql.restore_prelude(["public"], 30), b"")
+    stream = pg_restore_stream.RestoreStream(pg_sql.restore_prelude(["public"], 30), b"")
     stream.dump_lines = dump_lines
     stream.failure = failure
     return stream
