@@ -220,6 +220,7 @@ class DockerCLI(object):
                 '%s failed (rc=%s): %s' % (self.cmd_string(args), rc, stderr.strip() or stdout.strip()),
                 cmd=self.cmd_string(args), rc=rc, stdout=stdout, stderr=stderr)
         return rc, stdout, stderr
+
     def fail(self, msg, error=None, **result):
         """``fail_json`` with the command details of ``error`` (a DockerCLIError) if given."""
         if error is not None:

@@ -25,6 +25,7 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._compose impor
 from ansible_collections.taylordash.rollback.plugins.module_utils._docker_cli import DockerCLIError, find_docker
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_dump_format import FORMAT_CUSTOM
 
+
 def client_bin_dirs():
     """Where PostgreSQL client programs live besides PATH, newest major version first
     (a newer pg_restore reads archives of older pg_dump versions, not the other way round)."""

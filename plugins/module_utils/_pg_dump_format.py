@@ -13,6 +13,7 @@ Private to this collection (leading underscore): no compatibility promise.
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
+
 class BackupError(Exception):
     """A problem with the backup file itself (found before any server is contacted)."""
 

@@ -15,6 +15,7 @@ __metaclass__ = type
 
 import re
 
+
 def parse_row_counts(stdout):
     """Parse ``psql -A -t -z -0`` output of ROW_COUNT_QUERY (NUL-separated fields and records,
     so any table name survives) into ``[{'name': 'schema.table', 'rows': N}]``."""
@@ -138,4 +139,3 @@ def check_expectations(tables, expect_tables=None, min_rows=None):
         elif counts[qname] < want:
             problems.append('table %s has %d rows, fewer than min_rows %d' % (qname, counts[qname], want))
     return problems
-

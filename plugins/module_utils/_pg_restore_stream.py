@@ -97,14 +97,12 @@ class RestoreStream(object):
     # -- sources ---------------------------------------------------------------------------
     def plain_source(self, path):
         digest = hashlib.sha256()
-        for chunk in file_chunks(path, digest):
-            yield chunk
+        yield from file_chunks(path, digest)
         self.sha256 = digest.hexdigest()
 
     def gzip_source(self, path):
         """Raw bytes hashed, then inflated member by member; a stream that ends inside a
         member is corrupt (GzipStreamError, an EOFError)."""
         digest = hashlib.sha256()
-        for chunk in gunzip_chunks(file_chunks(path, digest)):
-            yield chunk
+        yield from gunzip_chunks(file_chunks(path, digest))
         self.sha256 = digest.hexdigest()

@@ -4,7 +4,6 @@ captured output; docker itself is exercised by tests/integration/test_image_reta
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -242,7 +241,7 @@ class FailingModule:
 
 @pytest.mark.parametrize("setup,reason", [
     (lambda tmp: str(tmp / "nonexistent" / "docker"), "no such file"),
-    (lambda tmp: str(tmp), "not an executable file"),
+    (str, "not an executable file"),
     (lambda tmp: (tmp / "docker").write_text("#!/bin/sh\n") and str(tmp / "docker"), "not an executable file"),
 ])
 def test_docker_cli_that_cannot_be_run_says_so(tmp_path, setup, reason):

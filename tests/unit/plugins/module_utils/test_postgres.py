@@ -1,14 +1,14 @@
 """Unit tests of the PostgreSQL module_utils (_pg_dump_format, _pg_dump_scan, _pg_output,
 _pg_errors, _pg_connection, _pg_sql: format sniffing, the plain dump scan, output parsers, error
 classification, argv builders) on output captured from the real tools under fixtures/postgres/
-(see its README for how each file was made). The command gateway is tested in test_process.py. PostgreSQL itself is exercised by tests/integration/test_backup_verify.py."""
+(see its README for how each file was made). The command gateway is tested in test_process.py.
+PostgreSQL itself is exercised by tests/integration/test_backup_verify.py."""
 from __future__ import annotations
 
 import bz2
 import gzip
 import hashlib
 import lzma
-import sys
 from pathlib import Path
 
 import pytest
@@ -230,7 +230,6 @@ def test_scan_plain_file_gzip_holding_custom_archive(tmp_path):
         dump_scan.scan_plain_file(str(path), compressed=True)
 
 
-
 # --- output parsers --------------------------------------------------------------------------
 
 def test_parse_row_counts():
@@ -306,7 +305,7 @@ def test_qualify():
 
 def test_expectations_met():
     assert pg_output.check_expectations(TABLES, ["users", "public.projects", "audit.Event Log"],
-                                 {"users": 3000, "audit.Event Log": 1}) == []
+                                        {"users": 3000, "audit.Event Log": 1}) == []
     assert pg_output.check_expectations(TABLES) == []
 
 
@@ -380,7 +379,7 @@ def test_classify_connection_errors_name_the_server():
 
 def test_classify_compose_auth_points_at_db_user():
     msg = pg_errors.classify_error(text("psql_auth_failed.stderr"), "the compose service postgres", "taylordash",
-                            user_option="db_user")[1]
+                                   user_option="db_user")[1]
     assert "check db_user/login_password" in msg
 
 
@@ -406,7 +405,7 @@ def test_error_excerpt_keeps_context_lines():
 
 def test_direct_connection_argv_and_env():
     conn = pg_connection.DirectConnection("/usr/bin/psql", "/usr/bin/pg_restore", "127.0.0.1", 5433, "rollback",
-                               password="s3cret", connect_timeout=7)
+                                          password="s3cret", connect_timeout=7)
     argv = conn.psql_argv("postgres", pg_connection.psql_query_args("SELECT 1"))
     assert argv == ["/usr/bin/psql", "-X", "-h", "127.0.0.1", "-p", "5433", "-U", "rollback", "-d", "postgres",
                     "-w", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", "SELECT 1"]
@@ -433,8 +432,8 @@ def test_direct_connection_unix_socket_and_no_password():
 
 def test_compose_connection_argv():
     conn = pg_connection.ComposeConnection("/usr/bin/docker", "/opt/taylordash", "postgres", "taylordash",
-                                compose_files=["docker-compose.yml", "docker-compose.prod.yml"],
-                                project_name="taylordash", password="s3cret", connect_timeout=5)
+                                           compose_files=["docker-compose.yml", "docker-compose.prod.yml"],
+                                           project_name="taylordash", password="s3cret", connect_timeout=5)
     # The one compose argument builder (_compose.compose_args): project name, then the files,
     # made absolute against the project directory (compose reads -f relative to its cwd).
     base = ["/usr/bin/docker", "compose", "--project-directory", "/opt/taylordash", "--project-name", "taylordash",
@@ -496,7 +495,7 @@ def test_nothing_pinned_falls_back_to_compose_exec(rc, stdout):
 
 def test_gone_container_is_named():
     kind, msg = pg_errors.classify_error("Error response from daemon: No such container: ae7640a3b3c1\n",
-                                  "the compose service db", "app", "db_user")
+                                         "the compose service db", "app", "db_user")
     assert kind == "service_not_running" and "ae7640a3b3c1" in msg and "run the task again" in msg
 
 
@@ -542,4 +541,4 @@ def test_client_bin_dirs_newest_first(monkeypatch):
              "/usr/pgsql-*/bin": ["/usr/pgsql-16/bin"]}
     monkeypatch.setattr(pg_connection.glob, "glob", lambda pattern: list(found.get(pattern, [])))
     assert pg_connection.client_bin_dirs() == ["/usr/pgsql-16/bin", "/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/13/bin",
-                                    "/usr/lib/postgresql/9/bin", "/usr/local/pgsql/bin"]
+                                               "/usr/lib/postgresql/9/bin", "/usr/local/pgsql/bin"]

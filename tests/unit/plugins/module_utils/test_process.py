@@ -116,7 +116,7 @@ def test_run_streaming_feed_error_kills_child():
         yield b"abc"
         raise EOFError("Compressed file ended before the end-of-stream marker was reached")
     res = run_streaming([sys.executable, "-c", "import sys, time; sys.stdin.read(); time.sleep(30)"],
-                                   feed=feed())
+                        feed=feed())
     assert isinstance(res.feed_error, EOFError)
     assert res.rc != 0
     assert res.duration < 20

@@ -10,7 +10,6 @@ read or write outside it, and PATH holds no docker."""
 from __future__ import annotations
 
 import gzip
-import os
 import stat
 from pathlib import Path
 
@@ -52,7 +51,6 @@ def prepare(tmp_path: Path):
     docker = tmp_path / "fake-docker"
     docker.write_text(FAKE_DOCKER)
     docker.chmod(docker.stat().st_mode | stat.S_IXUSR)
-
 
 
 def fuzz(module, base, skip=()):

@@ -105,8 +105,8 @@ class FakeModule:
 
 def test_build_connection_compose(tmp_path):
     conn = pg_connection.build_connection(FakeModule(project_dir=str(tmp_path), docker_cli="/usr/bin/docker",
-                                           compose_files=["docker-compose.yml"], project_name="taylordash",
-                                           login_password="pw"))
+                                                     compose_files=["docker-compose.yml"], project_name="taylordash",
+                                                     login_password="pw"))
     assert isinstance(conn, pg_connection.ComposeConnection)
     assert conn.psql_argv("postgres", ["-c", "SELECT 1"]) == [
         "/usr/bin/docker", "compose", "--project-directory", str(tmp_path), "--project-name", "taylordash",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ansible_collections.taylordash.rollback.plugins.modules import backup_verify as mod
 from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_verify as pg_verify
 from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_output as pg_output
 from ansible_collections.taylordash.rollback.plugins.module_utils import _pg_sql as pg_sql
