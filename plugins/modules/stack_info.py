@@ -278,20 +278,19 @@ def validate_params(params):
     if docker_cli and not (os.path.isfile(docker_cli) and os.access(docker_cli, os.X_OK)):
         problems.append("docker_cli '%s' is not an executable file; give the path of the docker command "
                         "line client, or leave docker_cli unset to use docker from PATH" % docker_cli)
-    if '\0' in params['project_dir']:
-        problems.append('project_dir must not contain a NUL byte')
+    # No file or argument can hold a NUL byte; the OS calls would raise ValueError on it.
+    values = [params['project_dir'], params['project_name'], params['migration_service'], params['certificate']]
+    values += list(params['compose_files']) + list(params['migration_command'])
+    values += list(params['target_services'] or []) + list(params['files'] or [])
+    if any(value is not None and '\0' in value for value in values):
+        problems.append('project_dir, project_name, compose_files, files, certificate, target_services, '
+                        'migration_service and migration_command must not contain a NUL byte')
         return problems
     for name in snapshot_files(params):
         why = outside_project(params['project_dir'], name, allowed=params['compose_files'])
         if why:
             problems.append("files: '%s' is not read: %s; list files of the project directory only"
                             % (name, why))
-    values = [params['project_name'], params['migration_service'], params['certificate']]
-    values += list(params['compose_files']) + list(params['migration_command'])
-    values += list(params['target_services'] or [])
-    if any(value is not None and '\0' in value for value in values):
-        problems.append('project_name, compose_files, certificate, target_services, migration_service '
-                        'and migration_command must not contain a NUL byte')
     return problems
 
 

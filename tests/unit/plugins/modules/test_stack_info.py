@@ -114,3 +114,9 @@ def test_a_compose_file_outside_the_project_is_still_snapshotted(tmp_path):
     kind, result = run(tmp_path, compose_files=["docker-compose.yml", str(shared)])
     assert kind == "exit", result
     assert result["files"][str(shared)]["exists"] is True
+
+
+def test_a_nul_byte_in_a_compose_file_is_refused(tmp_path):
+    """Found by the property test: ValueError (embedded null byte) escaped from realpath."""
+    kind, result = run(tmp_path, compose_files=["\x00"])
+    assert kind == "fail" and "must not contain a NUL byte" in result["msg"]
