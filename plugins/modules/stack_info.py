@@ -220,7 +220,7 @@ migration:
   type: dict
   sample: {service: backend, revision: "0003", output: "0003 (head)"}
 duration:
-  description: Seconds the module took (the same as RV(timing.seconds)).
+  description: Seconds the module took (the same as C(seconds) in RV(timing)).
   returned: success
   type: float
 timing:
