@@ -63,8 +63,8 @@ def format_fingerprint(digest):
 
 def format_time(moment):
     """A UTC datetime as OpenSSL prints it: ``Feb  7 11:40:11 2029 GMT`` (day padded with a space)."""
-    return '%s %2d %02d:%02d:%02d %d GMT' % (_MONTHS[moment.month - 1], moment.day, moment.hour,
-                                            moment.minute, moment.second, moment.year)
+    return '%s %2d %02d:%02d:%02d %d GMT' % (
+        _MONTHS[moment.month - 1], moment.day, moment.hour, moment.minute, moment.second, moment.year)
 
 
 def format_value(value):

@@ -60,7 +60,9 @@ options:
         type: str
         required: true
       image:
-        description: Image repository without tag, for example V(taylordash_backend).
+        description:
+          - Image repository without tag, for example V(taylordash_backend); checked against
+            Docker's repository grammar before anything is read.
         type: str
         required: true
   current_tag:
