@@ -26,23 +26,17 @@ version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 requirements:
   - The C(docker) command line client on the target host, allowed to talk to the engine.
+extends_documentation_fragment:
+  - taylordash.rollback.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in diff_mode mode).
     support: full
     details:
       - The diff shows which image ID O(to_tag) and the kept tag point at, before and after.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
-  action_group:
-    description: Use C(group/taylordash.rollback.rollback) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - taylordash.rollback.rollback
 options:
   repository:
     description:
@@ -77,6 +71,7 @@ options:
   docker_cli:
     description:
       - Path to the C(docker) command line client. Default is C(docker) found on E(PATH).
+      - When set, it must be an executable file; checked before anything else.
     type: path
 notes:
   - Tags are moved by image ID, resolved before anything changes, so O(keep_as) and O(from_tag)
@@ -190,11 +185,15 @@ stderr:
   returned: when a docker command failed
   type: str
   sample: 'Error response from daemon: No such image: taylordash_backend:nope'
+timing:
+  description: When the module started and ended (ISO 8601 UTC) and how many seconds it took.
+  returned: always
+  type: dict
+  sample: {start: "2026-11-25T14:18:01.120000+00:00", end: "2026-11-25T14:18:01.650000+00:00", seconds: 0.53}
 """
 
 import datetime
-
-from ansible.module_utils.basic import AnsibleModule
+import os
 
 from ansible_collections.taylordash.rollback.plugins.module_utils._docker_cli import (
     DockerCLI,
@@ -205,6 +204,7 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._docker_cli im
     normalize_image_id,
     short_id,
 )
+from ansible_collections.taylordash.rollback.plugins.module_utils._module import RollbackModule
 
 KEEP_PREFIX = 'rollback-'
 
@@ -244,6 +244,11 @@ def validate_params(params):
         problems.append(
             "from_tag '%s' is neither a valid Docker tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}) nor an "
             "image ID (sha256:<hex> or at least 12 hex digits)" % from_tag)
+    docker_cli = params.get('docker_cli')
+    if docker_cli and not (os.path.isfile(docker_cli) and os.access(docker_cli, os.X_OK)):
+        problems.append(
+            "docker_cli '%s' is not an executable file; give the path of the docker command line "
+            "client, or leave docker_cli unset to use docker from PATH" % docker_cli)
     keep_as = params['keep_as']
     if keep_as:
         if not is_valid_tag(keep_as):
@@ -422,7 +427,7 @@ class ImageRetagger(object):
 
 
 def main():
-    module = AnsibleModule(
+    module = RollbackModule(
         argument_spec=dict(
             repository=dict(type='str', required=True),
             from_tag=dict(type='str', default='previous'),

@@ -25,26 +25,20 @@ description:
   - Used by the role C(taylordash.rollback.report); one module run instead of one per file.
 version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
+extends_documentation_fragment:
+  - taylordash.rollback.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - In check mode nothing is written; the result says which files would be written.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in diff_mode mode).
     support: none
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: none
     details:
       - Every run records a new rollback. A second run with the same O(archive_dir) fails, because
         that archive exists.
-  action_group:
-    description: Use C(group/taylordash.rollback.rollback) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - taylordash.rollback.rollback
 options:
   archive_dir:
     description:
@@ -166,15 +160,21 @@ log_path:
   description: The history log appended to, or null.
   returned: always
   type: str
+timing:
+  description: When the module started and ended (ISO 8601 UTC) and how many seconds it took.
+  returned: always
+  type: dict
+  sample: {start: "2026-11-25T14:18:01.120000+00:00", end: "2026-11-25T14:18:01.160000+00:00", seconds: 0.04}
 """
 
 import errno
-import hashlib
 import os
 import tempfile
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native
+
+from ansible_collections.taylordash.rollback.plugins.module_utils._files import sha256_bytes, sha256_file
+from ansible_collections.taylordash.rollback.plugins.module_utils._module import RollbackModule
 
 
 def parse_mode(value, what):
@@ -198,9 +198,19 @@ def check_name(name, what):
     return None
 
 
+def nul_paths(params):
+    """The path options that hold a NUL byte: no file can have such a name, and the OS calls
+    raise ValueError (not OSError) on it."""
+    paths = [('archive_dir', params['archive_dir']), ('log_path', params['log_path'])]
+    paths += [('copies[%d].src' % idx, copy['src']) for idx, copy in enumerate(params['copies'])]
+    return ['%s must not contain a NUL byte' % what for what, path in paths if path and '\0' in path]
+
+
 def validate(params):
     """Every problem of the input, before anything is written; plus the parsed modes."""
-    problems = []
+    problems = nul_paths(params)
+    if problems:
+        return problems, {}
     modes = {}
     mode, err = parse_mode(params['dir_mode'], 'dir_mode')
     problems += [err] if err else []
@@ -245,31 +255,27 @@ def validate(params):
     return problems, modes
 
 
-def digest(data):
-    return hashlib.sha256(data).hexdigest()
-
-
 def write_atomic(path, blocks, mode):
     """Write the byte blocks to a temporary file in the same directory, created with mode before
     any byte is written, and rename it into place; return (size, sha256) of what was written."""
-    sha = hashlib.sha256()
     size = 0
     fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=os.path.dirname(path))
     try:
         with os.fdopen(fd, 'wb') as handle:
             os.fchmod(handle.fileno(), mode)
             for block in blocks:
-                sha.update(block)
                 size += len(block)
                 handle.write(block)
             handle.flush()
             os.fsync(handle.fileno())
+        # Hashed before the rename, while the name is still ours alone.
+        sha = sha256_file(tmp)
         os.rename(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return size, sha.hexdigest()
+    return size, sha
 
 
 def file_blocks(path):
@@ -291,7 +297,7 @@ def append_line(path, line):
 
 
 def main():
-    module = AnsibleModule(
+    module = RollbackModule(
         argument_spec=dict(
             archive_dir=dict(type='path', required=True),
             dir_mode=dict(type='raw', default='0750'),
@@ -318,7 +324,7 @@ def main():
 
     problems, modes = validate(params)
     if problems:
-        result['archive_exists'] = os.path.lexists(archive)
+        result['archive_exists'] = '\0' not in archive and os.path.lexists(archive)
         module.fail_json(msg='Nothing was written: ' + '; '.join(problems) + '.', **result)
 
     documents = [(os.path.join(archive, doc['name']), to_bytes(doc['content'], errors='surrogate_or_strict'),
@@ -332,7 +338,7 @@ def main():
 
     result['changed'] = True
     if module.check_mode:
-        result['files'] = [dict(path=path, mode='%04o' % mode, size=len(data), sha256=digest(data))
+        result['files'] = [dict(path=path, mode='%04o' % mode, size=len(data), sha256=sha256_bytes(data))
                            for path, data, mode in documents]
         result['files'] += [dict(path=dest, mode='%04o' % mode, size=None, sha256=None) for _src, dest, mode in copies]
         module.exit_json(**result)

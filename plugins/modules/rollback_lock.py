@@ -16,37 +16,34 @@ description:
     the one who holds it can release the lock without O(force).
   - When another holder has the lock, waits up to O(wait_timeout) seconds for it to go away, then
     fails with a message naming the holder, the reason and the age of the lock.
-  - A lock is stale when it is older than O(ttl) seconds, or when its O(owner_pid) process on this
-    host has ended. A stale lock is reported (RV(stale), RV(stale_reason)) and taken over only with
-    O(break_stale=true).
+  - A lock is stale when it is older than O(ttl) seconds, or at once when its holder is provably
+    gone - its O(owner_pid) process on this host has ended, its PID now belongs to another process
+    (the start time differs), or the host has rebooted since the lock was taken (the boot ID
+    differs). A lock whose holder cannot be checked (taken on another host, or without
+    O(owner_pid)) is stale only by age. A stale lock is reported (RV(stale), RV(stale_reason))
+    and taken over only with O(break_stale=true).
   - O(state=absent) removes the lock if O(token) matches, or regardless with O(force=true).
 version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
+extends_documentation_fragment:
+  - taylordash.rollback.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Reads the lock (and waits for it like a real run would) but writes nothing. The token
         reported for a new lock in check mode is not the one a real run creates, unless O(token)
         is given.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in diff_mode mode).
     support: full
     details:
       - The diff shows the lock content before and after; tokens are left out.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: partial
     details:
       - Acquiring again with the O(token) of the lock you hold reports no change; without O(token)
         a second acquire waits for, and fails on, the lock the first one took.
       - Releasing a lock that is not there reports no change.
-  action_group:
-    description: Use C(group/taylordash.rollback.rollback) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - taylordash.rollback.rollback
 options:
   path:
     description:
@@ -71,20 +68,22 @@ options:
   wait_timeout:
     description:
       - Seconds to wait for a lock held by someone else to be released before failing.
-      - V(0) fails at once.
+      - V(0) fails at once. From V(0) to V(86400) (one day); checked before the lock is read.
     type: float
     default: 0
   ttl:
     description:
       - Age in seconds after which a lock counts as stale. V(0) means never stale by age.
+      - From V(0) to V(31536000) (365 days).
     type: int
     default: 3600
   owner_pid:
     description:
       - PID of a process on this host whose end makes the lock stale, for example the
         C(ansible-playbook) process of the rollback. It must be running when the lock is taken.
-      - Its start time is recorded too, so a PID reused by another process is not mistaken for
-        the owner.
+      - Its start time and the host's boot ID are recorded too, so a PID reused by another
+        process, or a lock left behind by a reboot, is not mistaken for a live owner.
+      - From V(1) to V(4194304) (the largest PID Linux hands out).
     type: int
   break_stale:
     description:
@@ -194,6 +193,12 @@ lock:
       description: Start time of O(owner_pid) in clock ticks since boot (from C(/proc)), or V(null).
       type: int
       sample: 123456
+    boot_id:
+      description:
+        - Boot ID of the host that took the lock (C(/proc/sys/kernel/random/boot_id)); absent when
+          the host has none. A lock from another boot of this host cannot have a live owner.
+      type: str
+      sample: 5d7c0b7e-8f1e-4a43-9a51-2f8f6d0c1e2a
     token:
       description: Handle needed to release the lock; only returned to its holder.
       type: str
@@ -231,6 +236,11 @@ msg:
   returned: always
   type: str
   sample: Acquired /opt/taylordash/.rollback.lock for alice via AWX job 42.
+timing:
+  description: When the module started and ended (ISO 8601 UTC) and how many seconds it took.
+  returned: always
+  type: dict
+  sample: {start: "2026-11-25T14:18:01.120000+00:00", end: "2026-11-25T14:18:01.150000+00:00", seconds: 0.03}
 """
 
 import contextlib
@@ -238,19 +248,27 @@ import datetime
 import errno
 import fcntl
 import json
+import math
 import os
 import socket
 import time
 import uuid
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_text
+
+from ansible_collections.taylordash.rollback.plugins.module_utils._module import RollbackModule
 
 POLL_INTERVAL = 0.1
 # An unparsable lock younger than this may be a lock being written right now.
 INVALID_GRACE = 5.0
 PUBLIC_FIELDS = ('holder', 'reason', 'started_at', 'started_epoch', 'host', 'owner_pid',
-                 'owner_pid_starttime')
+                 'owner_pid_starttime', 'boot_id')
+# Documented ranges. A wait of NaN or inf would never end, and a PID beyond the kernel's limit
+# overflows os.kill(); both are refused before the lock is even read.
+WAIT_TIMEOUT_MAX = 86400.0
+TTL_MAX = 365 * 86400
+PID_MAX = 4194304  # PID_MAX_LIMIT of Linux: /proc/sys/kernel/pid_max cannot go higher
+BOOT_ID_PATH = '/proc/sys/kernel/random/boot_id'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,8 +279,8 @@ def iso_utc(epoch):
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
-def make_lock(holder, reason, host, owner_pid, owner_pid_starttime, token, now):
-    return dict(
+def make_lock(holder, reason, host, owner_pid, owner_pid_starttime, token, now, boot_id=None):
+    lock = dict(
         holder=holder,
         reason=reason,
         started_at=iso_utc(now),
@@ -272,6 +290,28 @@ def make_lock(holder, reason, host, owner_pid, owner_pid_starttime, token, now):
         owner_pid_starttime=owner_pid_starttime,
         token=token,
     )
+    # Only where the host has one (Linux); a lock without it is judged as before boot IDs.
+    if boot_id:
+        lock['boot_id'] = boot_id
+    return lock
+
+
+def validate_params(params):
+    """Problems with the options, checked before the lock is read or written. Pure."""
+    problems = []
+    if '\0' in params['path']:
+        problems.append('path must not contain a NUL byte')
+    wait = params['wait_timeout']
+    if not (math.isfinite(wait) and 0 <= wait <= WAIT_TIMEOUT_MAX):
+        problems.append('wait_timeout must be a number of seconds from 0 to %d, got %s'
+                        % (WAIT_TIMEOUT_MAX, wait))
+    if not 0 <= params['ttl'] <= TTL_MAX:
+        problems.append('ttl must be a number of seconds from 0 (never stale by age) to %d, got %s'
+                        % (TTL_MAX, params['ttl']))
+    pid = params['owner_pid']
+    if pid is not None and not 1 <= pid <= PID_MAX:
+        problems.append('owner_pid must be a positive PID, at most %d, got %s' % (PID_MAX, pid))
+    return problems
 
 
 def parse_lock(raw):
@@ -321,14 +361,22 @@ def own_lock(lock, now=None):
     return result
 
 
-def stale_reason(lock, now, ttl, this_host, process_alive):
+def stale_reason(lock, now, ttl, this_host, process_alive, this_boot=None):
     """Why ``lock`` is stale, or None. ``process_alive(pid, starttime)`` -> (alive, why). Pure
-    apart from that callback."""
+    apart from that callback.
+
+    The owner is checked only where that proves something: on the host that took the lock. A
+    lock taken in an earlier boot of this host (boot IDs differ) cannot have a live owner, and
+    its PID and start time mean nothing now. Anything else falls back to ``ttl``."""
     age = lock_age(lock, now)
     if ttl and age is not None and age > ttl:
         return 'lock is %d s old, older than ttl %d s' % (age, ttl)
     pid = lock.get('owner_pid')
     if pid and lock.get('host') == this_host:
+        boot = lock.get('boot_id')
+        if boot and this_boot and boot != this_boot:
+            return ('owner process %s on %s has ended: the host has rebooted since the lock was '
+                    'taken (boot id %s, now %s)' % (pid, this_host, boot, this_boot))
         alive, why = process_alive(pid, lock.get('owner_pid_starttime'))
         if not alive:
             return why
@@ -351,6 +399,15 @@ def describe(lock, now):
 # ---------------------------------------------------------------------------------------------
 # Host access
 # ---------------------------------------------------------------------------------------------
+
+def read_boot_id(path=BOOT_ID_PATH):
+    """This boot's ID, or None where the host has none (not Linux, /proc not mounted)."""
+    try:
+        with open(path, 'r') as f:
+            return f.read().strip() or None
+    except (IOError, OSError):
+        return None
+
 
 def read_proc_stat(pid):
     try:
@@ -465,6 +522,7 @@ class RollbackLock(object):
         self.wall = wall
         self.sleep = sleep
         self.host = socket.gethostname()
+        self.boot_id = read_boot_id()
         self.result = dict(changed=False, acquired=False, released=False, lock=None, stale=False,
                            stale_reason=None, replaced_lock=None, waited=0.0)
 
@@ -486,7 +544,7 @@ class RollbackLock(object):
                 return '%s, and the file is %d s old' % (problem, age)
             return None
         try:
-            return stale_reason(lock, now, self.p['ttl'], self.host, process_alive)
+            return stale_reason(lock, now, self.p['ttl'], self.host, process_alive, self.boot_id)
         except OSError as exc:
             self.fail('Cannot check owner process %s: %s' % (lock.get('owner_pid'), exc))
 
@@ -512,12 +570,8 @@ class RollbackLock(object):
         if not p['holder']:
             self.fail('holder is required to acquire the lock: say who takes it, for example '
                       '"alice via AWX job 42".')
-        if p['wait_timeout'] < 0 or p['ttl'] < 0:
-            self.fail('wait_timeout and ttl must not be negative.')
         starttime = None
         if p['owner_pid'] is not None:
-            if p['owner_pid'] <= 0:
-                self.fail('owner_pid must be a positive PID, got %s.' % p['owner_pid'])
             alive, why = process_alive(p['owner_pid'])
             if not alive:
                 self.fail('owner_pid %s is not running on this host (%s); give the PID of the process '
@@ -534,7 +588,7 @@ class RollbackLock(object):
 
             if raw is None:
                 new = make_lock(p['holder'], p['reason'], self.host, p['owner_pid'], starttime,
-                                token, now)
+                                token, now, self.boot_id)
                 if not self.module.check_mode:
                     try:
                         created = self.file.create(new)
@@ -569,7 +623,7 @@ class RollbackLock(object):
                 self.result['replaced_lock'] = shown
                 if self.module.check_mode:
                     new = make_lock(p['holder'], p['reason'], self.host, p['owner_pid'], starttime,
-                                    token, now)
+                                    token, now, self.boot_id)
                     self.set_diff(lock, new)
                     self.result.update(changed=True, acquired=True, lock=own_lock(new, now),
                                        msg='Would acquire %s for %s, taking over the stale lock of %s.'
@@ -633,7 +687,7 @@ class RollbackLock(object):
 
 
 def main():
-    module = AnsibleModule(
+    module = RollbackModule(
         argument_spec=dict(
             path=dict(type='path', required=True),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
@@ -650,6 +704,11 @@ def main():
         required_if=[('state', 'present', ('holder',))],
         supports_check_mode=True,
     )
+    problems = validate_params(module.params)
+    if problems:
+        module.fail_json(msg='; '.join(problems) + '. Nothing was changed.', changed=False,
+                         acquired=False, released=False, lock=None, stale=False, stale_reason=None,
+                         replaced_lock=None, waited=0.0)
     lock = RollbackLock(module)
     if module.params['state'] == 'present':
         result = lock.acquire()

@@ -24,24 +24,18 @@ version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 requirements:
   - The C(docker) command line client with the compose v2 plugin on the target host.
-  - C(openssl) on the target host when O(certificate) is set.
+  - The Python library C(cryptography) on the target host when O(certificate) is set.
+extends_documentation_fragment:
+  - taylordash.rollback.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - It only reads, so it runs fully in check mode.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in diff_mode mode).
     support: none
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
-  action_group:
-    description: Use C(group/taylordash.rollback.rollback) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - taylordash.rollback.rollback
 options:
   project_dir:
     description: Directory holding the compose files and C(.env) of the stack.
@@ -66,17 +60,20 @@ options:
         type: str
         required: true
       image:
-        description: Image repository without tag, for example V(taylordash_backend).
+        description:
+          - Image repository without tag, for example V(taylordash_backend); checked against
+            Docker's repository grammar before anything is read.
         type: str
         required: true
   current_tag:
-    description: The tag the services run.
+    description: The tag the services run; a Docker tag (C([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})).
     type: str
     default: latest
   target_tag:
     description:
       - The tag (or image ID) a rollback would go back to. When set, its image must exist locally
         for every service of O(target_services).
+      - A Docker tag, or an image ID (C(sha256:<hex>) or at least 12 hex digits).
     type: str
   target_services:
     description: Services the rollback will touch. Default is every service of O(services).
@@ -86,11 +83,17 @@ options:
     description:
       - Files whose SHA-256 checksums are recorded, relative to O(project_dir) unless absolute.
         Missing files are reported, not an error.
+      - Only files of the project directory are read. A path that resolves outside O(project_dir),
+        symlinks followed (V(../x), an absolute path elsewhere, a link pointing out), fails the
+        module before anything is read; the compose files of O(compose_files) are allowed wherever
+        they are.
       - Default is C(.env) and the compose files.
     type: list
     elements: str
   certificate:
-    description: A PEM certificate whose SHA-256 fingerprint, subject and expiry are recorded.
+    description:
+      - A PEM certificate whose SHA-256 fingerprint, subject and expiry are recorded, read with the
+        Python library C(cryptography) and spelled as C(openssl x509 -nameopt oneline) prints them.
     type: path
   migration_service:
     description:
@@ -103,7 +106,9 @@ options:
     elements: str
     default: [alembic, current]
   docker_cli:
-    description: Path to the C(docker) command line client. Default is C(docker) found on E(PATH).
+    description:
+      - Path to the C(docker) command line client. Default is C(docker) found on E(PATH).
+      - When set, it must be an executable file; checked before anything else.
     type: path
 seealso:
   - module: taylordash.rollback.image_retag
@@ -204,7 +209,9 @@ files:
   type: dict
   sample: {".env": {path: /opt/taylordash/.env, exists: true, sha256: "9f86d0...", size: 471, mode: "0600"}}
 certificate:
-  description: The certificate's fingerprint, subject and expiry, or null without O(certificate).
+  description:
+    - The certificate's fingerprint, subject and expiry, or null without O(certificate).
+    - With C(error) instead of the details when the file is not a readable PEM certificate.
   returned: success
   type: dict
   sample: {path: /opt/taylordash/certs/taylordash.crt, exists: true, sha256_fingerprint: "AB:CD:...",
@@ -215,43 +222,82 @@ migration:
   type: dict
   sample: {service: backend, revision: "0003", output: "0003 (head)"}
 duration:
-  description: Seconds the module took.
-  returned: always
+  description: Seconds the module took (the same as C(seconds) in RV(timing)).
+  returned: success
   type: float
+timing:
+  description: When the module started and ended (ISO 8601 UTC) and how many seconds it took.
+  returned: always
+  type: dict
+  sample: {start: "2026-11-25T14:18:01.120000+00:00", end: "2026-11-25T14:18:03.450000+00:00", seconds: 2.33}
 """
 
-import hashlib
 import os
-import re
-import time
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.common.text.converters import to_text
 
-from ansible_collections.taylordash.rollback.plugins.module_utils._compose import (
-    compose_args, parse_config, parse_ps)
+from ansible_collections.taylordash.rollback.plugins.module_utils import _certificate
+from ansible_collections.taylordash.rollback.plugins.module_utils._alembic import current_revision
+from ansible_collections.taylordash.rollback.plugins.module_utils._compose import compose_args
 from ansible_collections.taylordash.rollback.plugins.module_utils._docker_cli import (
-    DockerCLI, DockerCLIError, looks_like_image_id, parse_json_lines)
+    DockerCLI, DockerCLIError, is_valid_repository, is_valid_tag, looks_like_image_id)
+from ansible_collections.taylordash.rollback.plugins.module_utils._file_snapshot import (
+    file_snapshot, outside_project, project_path)
+from ansible_collections.taylordash.rollback.plugins.module_utils._module import RollbackModule
+from ansible_collections.taylordash.rollback.plugins.module_utils._stack_state import (
+    available_tags, compose_config, containers_by_service, engine_versions, resolve_image)
 
-REVISION_RE = re.compile(r'^([0-9A-Za-z_]+)(?:\s|$)')
+# Output of the migration command kept in the result: the end, where the revision is.
+MIGRATION_OUTPUT_TAIL = 2000
+
+# The name this parser had here before it moved to _alembic (tests/unit/.../test_compose.py
+# imports it); new code uses _alembic.current_revision.
+parse_revision = current_revision
 
 
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(1024 * 1024), b''):
-            digest.update(block)
-    return digest.hexdigest()
+def snapshot_files(params):
+    """The files whose checksums the snapshot records: O(files), or .env and the compose files."""
+    files = params['files']
+    if files is None:
+        files = ['.env'] + list(params['compose_files'])
+    return files
 
 
-def parse_revision(output):
-    """First token of the last line that looks like a revision (``alembic current`` prints
-    ``0003 (head)``; log lines go to stderr)."""
-    for line in reversed(output.splitlines()):
-        match = REVISION_RE.match(line.strip())
-        if match and not line.startswith('INFO'):
-            return match.group(1)
-    return None
+def validate_params(params):
+    """Problems with the options, before docker is asked anything. Pure apart from resolving
+    the paths of O(files) (symlinks) inside the project directory."""
+    problems = []
+    tag = params['current_tag']
+    if not is_valid_tag(tag):
+        problems.append("current_tag '%s' is not a valid Docker tag: it must match "
+                        "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}" % tag)
+    tag = params['target_tag']
+    if tag is not None and not (is_valid_tag(tag) or looks_like_image_id(tag)):
+        problems.append("target_tag '%s' is neither a valid Docker tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}) "
+                        "nor an image ID (sha256:<hex> or at least 12 hex digits)" % tag)
+    for svc in params['services'] or []:
+        if not is_valid_repository(svc['image']):
+            problems.append("services: image '%s' of service '%s' is not a valid Docker repository name "
+                            "(lower-case, no tag)" % (svc['image'], svc['name']))
+    docker_cli = params['docker_cli']
+    if docker_cli and not (os.path.isfile(docker_cli) and os.access(docker_cli, os.X_OK)):
+        problems.append("docker_cli '%s' is not an executable file; give the path of the docker command "
+                        "line client, or leave docker_cli unset to use docker from PATH" % docker_cli)
+    # No file or argument can hold a NUL byte; the OS calls would raise ValueError on it.
+    values = [params['project_dir'], params['project_name'], params['migration_service'], params['certificate']]
+    values += list(params['compose_files']) + list(params['migration_command'])
+    values += list(params['target_services'] or []) + list(params['files'] or [])
+    if any(value is not None and '\0' in value for value in values):
+        problems.append('project_dir, project_name, compose_files, files, certificate, target_services, '
+                        'migration_service and migration_command must not contain a NUL byte')
+        return problems
+    for name in snapshot_files(params):
+        why = outside_project(params['project_dir'], name, allowed=params['compose_files'])
+        if why:
+            problems.append("files: '%s' is not read: %s; list files of the project directory only"
+                            % (name, why))
+    return problems
 
 
 class StackInfo(object):
@@ -268,18 +314,13 @@ class StackInfo(object):
         self.docker.fail(msg, error=error)
 
     def check_engine(self):
-        rc, out, err = self.docker.run(['version', '--format', '{{json .}}'], check_rc=False)
-        try:
-            data = parse_json_lines(out)[0] if out.strip() else {}
-        except (ValueError, IndexError):
-            data = {}
-        server = (data.get('Server') or {}).get('Version')
-        if rc != 0 or not server:
+        rc, err, versions = engine_versions(self.docker)
+        if rc != 0 or not versions['server_version']:
             self.module.fail_json(
                 msg='The Docker engine does not answer (%s). Start dockerd, or check DOCKER_HOST '
                     'and that this user may use the docker socket.' % (err.strip() or 'no server version'),
                 rc=rc, stderr=err)
-        return {'client_version': (data.get('Client') or {}).get('Version'), 'server_version': server}
+        return versions
 
     def check_files(self):
         if not os.path.isdir(self.project_dir):
@@ -287,14 +328,13 @@ class StackInfo(object):
                                       'directory (stack_project_dir) to where the compose files are.'
                                       % self.project_dir)
         for name in self.params['compose_files']:
-            path = name if os.path.isabs(name) else os.path.join(self.project_dir, name)
+            path = project_path(self.project_dir, name)
             if not os.path.isfile(path):
                 self.module.fail_json(msg='Compose file %s does not exist.' % path)
 
     def compose_config(self):
         try:
-            rc, out, err = self.docker.run(self.compose + ['config', '--format', 'json'])
-            return parse_config(out)
+            return compose_config(self.docker, self.compose)
         except DockerCLIError as exc:
             self.fail('docker compose rejects the project in %s: %s' % (
                 self.project_dir, (exc.stderr or exc.stdout or str(exc)).strip()), exc)
@@ -303,77 +343,33 @@ class StackInfo(object):
 
     def containers(self):
         try:
-            rc, out, err = self.docker.run(self.compose + ['ps', '--all', '--format', 'json'])
-            rows = parse_ps(out)
+            return containers_by_service(self.docker, self.compose)
         except (DockerCLIError, ValueError) as exc:
             self.fail('Cannot list the containers of the compose project: %s' % exc,
                       exc if isinstance(exc, DockerCLIError) else None)
-        by_service = {}
-        for row in rows:
-            info = self.docker.container_inspect(row.get('ID') or row.get('Name'))
-            if info is None:  # removed between ps and inspect
-                continue
-            state = info.get('State') or {}
-            by_service.setdefault(row.get('Service'), []).append({
-                'id': info.get('Id'),
-                'name': (info.get('Name') or '').lstrip('/'),
-                'state': state.get('Status'),
-                'running': bool(state.get('Running')),
-                'restart_count': info.get('RestartCount', 0),
-                'image_id': info.get('Image'),
-            })
-        return by_service
-
-    def resolve(self, repository, tag):
-        ref = tag if looks_like_image_id(tag) and not self.docker.image_id('%s:%s' % (repository, tag)) \
-            else '%s:%s' % (repository, tag)
-        return ref, self.docker.image_id(ref)
-
-    def available_tags(self, repository):
-        try:
-            return sorted(row['tag'] for row in self.docker.list_tags(repository) if row.get('tag') != '<none>')
-        except DockerCLIError:
-            return []
 
     def file_info(self, name):
-        path = name if os.path.isabs(name) else os.path.join(self.project_dir, name)
-        if not os.path.isfile(path):
-            return {'path': path, 'exists': False}
-        st = os.stat(path)
-        return {'path': path, 'exists': True, 'sha256': sha256_file(path), 'size': st.st_size,
-                'mode': '%04o' % (st.st_mode & 0o7777), 'mtime': st.st_mtime}
+        try:
+            return file_snapshot(self.project_dir, name)
+        except (IOError, OSError) as exc:
+            return {'path': project_path(self.project_dir, name), 'exists': True,
+                    'error': 'cannot read it: %s' % exc}
 
     def certificate(self, path):
-        if not os.path.isfile(path):
-            return {'path': path, 'exists': False}
-        openssl = self.module.get_bin_path('openssl', required=True)
-        rc, out, err = self.module.run_command(
-            [openssl, 'x509', '-noout', '-in', path, '-fingerprint', '-sha256', '-subject', '-enddate',
-             '-nameopt', 'oneline'], environ_update={'LC_ALL': 'C'})
-        if rc != 0:
-            return {'path': path, 'exists': True, 'error': err.strip() or 'not a PEM certificate'}
-        info = {'path': path, 'exists': True}
-        for line in out.splitlines():
-            key, _sep, value = line.partition('=')
-            key = key.strip().lower()
-            if 'fingerprint' in key:
-                info['sha256_fingerprint'] = value.strip()
-            elif key == 'subject':
-                info['subject'] = value.strip()
-            elif key == 'notafter':
-                info['not_after'] = value.strip()
-        return info
+        if not _certificate.HAS_CRYPTOGRAPHY:
+            self.module.fail_json(msg=missing_required_lib('cryptography', reason='to read certificate'),
+                                  exception=_certificate.CRYPTOGRAPHY_IMPORT_ERROR)
+        return _certificate.certificate_file(path)
 
     def migration(self, service, containers):
         if not any(c['running'] for c in containers.get(service, [])):
             return {'service': service, 'revision': None, 'output': 'no running container'}
         rc, out, err = self.docker.run(
             self.compose + ['exec', '-T', service] + self.params['migration_command'], check_rc=False)
-        return {'service': service, 'revision': parse_revision(out) if rc == 0 else None,
-                'output': (out.strip() or err.strip())[-2000:], 'rc': rc}
+        return {'service': service, 'revision': current_revision(out) if rc == 0 else None,
+                'output': (out.strip() or err.strip())[-MIGRATION_OUTPUT_TAIL:], 'rc': rc}
 
     def run(self):
-        started = time.time()
         result = {'changed': False}
         result['docker'] = self.check_engine()
         self.check_files()
@@ -401,10 +397,11 @@ class StackInfo(object):
                      'in_target': svc['name'] in targets}
             entry['running_image_ids'] = sorted(set(c['image_id'] for c in entry['containers'] if c['running']))
             if target_tag:
-                entry['target_ref'], entry['target_image_id'] = self.resolve(svc['image'], target_tag)
+                entry['target_ref'], entry['target_image_id'] = resolve_image(self.docker, svc['image'], target_tag)
                 if entry['in_target'] and not entry['target_image_id']:
                     missing.append('%s (available tags of %s: %s)' % (
-                        entry['target_ref'], svc['image'], ', '.join(self.available_tags(svc['image'])) or 'none'))
+                        entry['target_ref'], svc['image'],
+                        ', '.join(available_tags(self.docker, svc['image'])) or 'none'))
             entry['runs_target'] = bool(entry['target_image_id']) and bool(entry['running_image_ids']) and \
                 entry['running_image_ids'] == [entry['target_image_id']]
             services.append(entry)
@@ -414,19 +411,16 @@ class StackInfo(object):
                                   services=services)
         result['services'] = services
 
-        files = self.params['files']
-        if files is None:
-            files = ['.env'] + list(self.params['compose_files'])
-        result['files'] = dict((name, self.file_info(name)) for name in files)
+        result['files'] = dict((name, self.file_info(name)) for name in snapshot_files(self.params))
         result['certificate'] = self.certificate(self.params['certificate']) if self.params['certificate'] else None
         result['migration'] = self.migration(self.params['migration_service'], containers) \
             if self.params['migration_service'] else None
-        result['duration'] = round(time.time() - started, 3)
+        result['duration'] = self.module.timing()['seconds']
         self.module.exit_json(**result)
 
 
 def main():
-    module = AnsibleModule(
+    module = RollbackModule(
         argument_spec=dict(
             project_dir=dict(type='path', required=True),
             project_name=dict(type='str'),
@@ -448,6 +442,9 @@ def main():
     )
     if not module.params['services']:
         module.fail_json(msg='services is empty: name at least one service and its image repository.')
+    problems = validate_params(module.params)
+    if problems:
+        module.fail_json(msg='; '.join(problems) + '. Nothing was read.')
     try:
         StackInfo(module).run()
     except DockerCLIError as exc:

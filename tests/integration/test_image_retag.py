@@ -187,7 +187,8 @@ def test_swap_previous_and_latest(repo):
 
 
 @pytest.mark.parametrize("case", ["from_tag missing", "unknown repository", "unknown image id",
-                                  "invalid tag", "invalid repository", "from equals to"])
+                                  "invalid tag", "invalid repository", "from equals to",
+                                  "docker_cli missing"])
 def test_bad_input_fails_clearly_and_changes_nothing(repo, case):
     unknown = f"tdtest_{uuid.uuid4().hex[:10]}_nothere"
     args, expected = {
@@ -209,6 +210,10 @@ def test_bad_input_fails_clearly_and_changes_nothing(repo, case):
         "from equals to": (
             {"repository": repo.name, "from_tag": "latest"},
             "from_tag and to_tag are both 'latest'"),
+        # issue 10: was "Error executing command." and nothing else
+        "docker_cli missing": (
+            {"repository": repo.name, "docker_cli": "/nonexistent/docker"},
+            "docker_cli '/nonexistent/docker' is not an executable file"),
     }[case]
     everything_before = docker("image", "ls", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
     before = tags_of(repo.name)

@@ -263,3 +263,71 @@ def test_missing_directory_fails(tmp_path):
     result = acquire(path)
     assert result["failed"] is True and "does not exist" in result["msg"]
     assert not os.path.exists(os.path.dirname(path))
+
+
+def _boot_id():
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        return f.read().strip()
+
+
+def test_a_killed_owner_makes_the_lock_stale_at_once(lock_path):
+    """Issue 10: after kill -9 of the run that holds the lock, the next run can take it over at
+    once (not after ttl), while a live owner's lock is never stale."""
+    live = subprocess.Popen(["sleep", "60"])
+    victim = subprocess.Popen(["sleep", "60"])
+    other = lock_path + ".live"
+    try:
+        held = acquire(other, owner_pid=live.pid, ttl=3600)
+        assert held["failed"] is False, held["msg"]
+        assert held["lock"]["boot_id"] == _boot_id()
+        first = acquire(lock_path, owner_pid=victim.pid, ttl=3600)
+        assert first["failed"] is False, first["msg"]
+        on_disk = json.loads(content(lock_path))
+        assert on_disk["boot_id"] == _boot_id() and on_disk["owner_pid"] == victim.pid
+
+        victim.kill()  # SIGKILL: the run had no chance to release
+        victim.wait(timeout=10)
+        refused = acquire(lock_path, ttl=3600)
+        assert refused["failed"] is True and refused["stale"] is True
+        assert refused["stale_reason"] == "owner process %d on %s has ended" % (victim.pid, os.uname().nodename)
+        assert "break_stale: true" in refused["msg"]
+        taken = acquire(lock_path, ttl=3600, break_stale=True)
+        assert taken["failed"] is False and taken["acquired"] is True, taken["msg"]
+        assert taken["replaced_lock"]["owner_pid"] == victim.pid
+
+        # the live owner's lock: not stale, break_stale changes nothing
+        before = content(other)
+        kept = acquire(other, ttl=3600, break_stale=True)
+        assert kept["failed"] is True and kept["stale"] is False
+        assert content(other) == before
+    finally:
+        for proc in (live, victim):
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_a_lock_from_an_earlier_boot_is_stale_at_once(lock_path):
+    """The PID of a lock taken before a reboot may belong to anything now (here: a live process
+    of ours); the boot ID says its owner cannot be alive."""
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        write_lock(lock_path, started_epoch=time.time() - 5, owner_pid=live.pid,
+                   owner_pid_starttime=None, boot_id="00000000-0000-0000-0000-000000000000")
+        refused = acquire(lock_path, ttl=3600)
+        assert refused["failed"] is True and refused["stale"] is True
+        assert "the host has rebooted since the lock was taken" in refused["stale_reason"]
+        taken = acquire(lock_path, ttl=3600, break_stale=True)
+        assert taken["failed"] is False and taken["acquired"] is True, taken["msg"]
+
+        # the same lock from this boot is live: only the ttl could end it
+        os.unlink(lock_path)
+        write_lock(lock_path, started_epoch=time.time() - 5, owner_pid=live.pid, boot_id=_boot_id())
+        assert acquire(lock_path, ttl=3600, break_stale=True)["stale"] is False
+        # from another host: cannot be checked, the ttl decides
+        os.unlink(lock_path)
+        write_lock(lock_path, started_epoch=time.time() - 5, owner_pid=999999, host="elsewhere",
+                   boot_id="00000000-0000-0000-0000-000000000000")
+        assert acquire(lock_path, ttl=3600, break_stale=True)["stale"] is False
+    finally:
+        live.kill()
+        live.wait(timeout=10)

@@ -64,6 +64,10 @@ def test_target_by_image_id_and_subset(stack):
     ({"project_dir": "/nonexistent/taylordash"}, "Project directory /nonexistent/taylordash does not exist"),
     ({"compose_files": ["missing.yml"]}, "missing.yml does not exist"),
     ({"services": []}, "services is empty"),
+    # issue 10: a tag that is not one, and a file outside the project, fail before anything is read
+    ({"current_tag": "../x"}, "current_tag '../x' is not a valid Docker tag"),
+    ({"files": ["../../etc/shadow"]}, "files: '../../etc/shadow' is not read: it resolves to"),
+    ({"docker_cli": "/nonexistent/docker"}, "docker_cli '/nonexistent/docker' is not an executable file"),
 ])
 def test_preconditions(stack, overrides, message):
     tags = stack.tags()

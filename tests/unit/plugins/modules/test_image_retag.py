@@ -254,3 +254,51 @@ def test_unknown_from_tag_lists_available_tags():
     assert info.value.args[0]["msg"].startswith(
         "taylordash_backend:v9 not found locally; available tags: latest, previous.")
     assert cli.tag_calls == []
+
+
+# --- issue 10: no traceback, a clear message, every option fuzzed ---------------------------
+
+import atexit  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+
+from hypothesis import strategies as st  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from docker_stub import write_stub  # noqa: E402
+from module_fuzz import ModuleFuzz, no_docker_on_path  # noqa: E402
+
+STUB_DIR = tempfile.mkdtemp(prefix="image-retag-docker-stub-")
+atexit.register(shutil.rmtree, STUB_DIR, True)
+STUB = write_stub(STUB_DIR)
+
+# docker_cli never None: that would look docker up, and the real engine holds other tests' stacks.
+FUZZ = ModuleFuzz(mod, base_args={"repository": "fuzz_backend", "docker_cli": STUB},
+                  strategies={"docker_cli": st.sampled_from(
+                      [STUB, "/nonexistent/docker", os.path.join(STUB_DIR, "calls.log"), STUB_DIR, "", "a\x00b"])},
+                  deadline=10)
+
+
+@FUZZ.given_options(max_examples=60)
+def test_any_option_value_ends_cleanly(option_and_value, tmp_path):
+    with no_docker_on_path(tmp_path):
+        FUZZ.check(option_and_value, cwd=tmp_path, check_mode=True)
+        FUZZ.check(option_and_value, cwd=tmp_path, check_mode=False)
+
+
+@pytest.mark.parametrize("docker_cli", ["/nonexistent/docker", STUB_DIR])
+def test_a_docker_cli_that_is_not_there_is_named(tmp_path, docker_cli):
+    """Before: 'Error executing command.' and nothing else."""
+    kind, result = FUZZ.run({"docker_cli": docker_cli}, cwd=tmp_path)
+    assert kind == "fail"
+    assert "docker_cli '%s' is not an executable file" % docker_cli in result["msg"]
+    assert "Nothing was changed" in result["msg"]
+
+
+def test_stub_run_reports_timing(tmp_path):
+    kind, result = FUZZ.run({}, check_mode=True, cwd=tmp_path)
+    assert kind == "exit" and result["changed"] is True, result
+    assert result["msg"].startswith("Would move fuzz_backend:latest")
+    assert set(result["timing"]) == {"start", "end", "seconds"}

@@ -67,3 +67,68 @@ def test_copy_name_may_not_repeat_a_document(tmp_path):
     copies = [{"src": str(env), "name": "r.md", "mode": "0600", "missing_ok": True}]
     problems, dummy_modes = mod.validate(params(tmp_path, copies=copies))
     assert problems == ["copies[0].name: 'r.md' is written twice"]
+
+
+# --- issue 10: every option fuzzed, paths kept inside tmp_path ------------------------------
+
+import os  # noqa: E402
+import sys  # noqa: E402
+
+from hypothesis import strategies as st  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from module_fuzz import ModuleFuzz, strategy_for  # noqa: E402
+
+# Relative names: the harness runs main() in the test's tmp_path, so nothing lands elsewhere.
+_PLACES = st.sampled_from(["arch", "rollbacks/2026", "a/b/c/d", "", ".", "..arch", "a\x00b", "x" * 300,
+                           "src.txt", "é/ü"])
+_SOURCES = st.sampled_from(["src.txt", "missing.txt", "srcdir", "", "a\x00b", "x" * 300])
+_COPY = st.fixed_dictionaries({"src": _SOURCES, "name": strategy_for({"type": "str"})},
+                              optional={"mode": strategy_for({"type": "raw"}),
+                                        "missing_ok": strategy_for({"type": "bool"})})
+
+FUZZ = ModuleFuzz(mod, base_args={"archive_dir": "arch", "documents": [{"name": "r.md", "content": "x"}],
+                                  "log_path": "history.log", "log_line": "fuzz"},
+                  strategies={"archive_dir": _PLACES, "log_path": _PLACES,
+                              "copies": st.one_of(st.lists(_COPY, max_size=3), st.none())},
+                  deadline=10)
+
+
+def _fresh(tmp_path):
+    """tmp_path is shared by the examples: an empty one with a source file and a directory."""
+    import shutil
+    for entry in os.listdir(tmp_path):
+        full = os.path.join(tmp_path, entry)
+        shutil.rmtree(full) if os.path.isdir(full) and not os.path.islink(full) else os.unlink(full)
+    (tmp_path / "src.txt").write_text("TD_API_KEY=s3cr3t-marker\n")
+    (tmp_path / "srcdir").mkdir()
+
+
+@FUZZ.given_options(max_examples=80)
+def test_any_option_value_ends_cleanly(option_and_value, tmp_path):
+    _fresh(tmp_path)
+    FUZZ.check(option_and_value, cwd=tmp_path, check_mode=True)
+    _fresh(tmp_path)
+    kind, result = FUZZ.check(option_and_value, cwd=tmp_path, check_mode=False)
+    assert "s3cr3t-marker" not in str(result)  # file contents never in the result
+
+
+def test_a_nul_byte_in_a_path_is_refused_before_writing(tmp_path):
+    """Before: ValueError (embedded null byte) escaped from os.makedirs/os.open."""
+    _fresh(tmp_path)
+    for option in ("archive_dir", "log_path"):
+        kind, result = FUZZ.run({option: "a\x00b"}, cwd=tmp_path)
+        assert kind == "fail" and "%s must not contain a NUL byte" % option in result["msg"]
+    kind, result = FUZZ.run({"copies": [{"src": "a\x00b", "name": "c"}]}, cwd=tmp_path)
+    assert kind == "fail" and "copies[0].src must not contain a NUL byte" in result["msg"]
+    assert sorted(os.listdir(tmp_path)) == ["src.txt", "srcdir"]
+
+
+def test_written_files_carry_the_same_checksums_and_timing(tmp_path):
+    _fresh(tmp_path)
+    kind, result = FUZZ.run({"copies": [{"src": "src.txt", "name": "env"}]}, cwd=tmp_path)
+    assert kind == "exit", result
+    import hashlib
+    assert [f["sha256"] for f in result["files"]] == [hashlib.sha256(b"x").hexdigest(),
+                                                      hashlib.sha256(b"TD_API_KEY=s3cr3t-marker\n").hexdigest()]
+    assert set(result["timing"]) == {"start", "end", "seconds"}
