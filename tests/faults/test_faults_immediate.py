@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -133,7 +134,6 @@ def test_docker_engine_unreachable(fault_stack, tmp_path):
     fs.reset(running="v2", previous="v1", fault="errors")
     before = fs.snapshot()
     dead = tmp_path / "dead-docker.sock"
-    import socket
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(dead))  # a socket file nobody listens on: connection refused
     sock.close()
@@ -180,6 +180,10 @@ def test_killed_run_then_second_run(fault_stack):
         if _group_alive(first.pid):
             os.killpg(first.pid, signal.SIGKILL)
     assert fs.lock.exists(), "the killed run left no lock (it was killed before taking it?)"
+    # The lock names the process that held it, and that process is gone: stale at once.
+    left = json.loads(fs.lock.read_text())
+    assert left.get("owner_pid"), f"the killed run's lock records no owner_pid: {left}"
+    assert not Path(f"/proc/{left['owner_pid']}").exists() or _zombie(left["owner_pid"]), left
     started = time.monotonic()
     proc = fs.run(PLAYBOOK, case / "second", stack_lock_break_stale=True, stack_lock_wait=1)
     elapsed = time.monotonic() - started
@@ -193,6 +197,13 @@ def test_killed_run_then_second_run(fault_stack):
     assert_lock_free(fs)
     data, _md = report_of(case / "second")
     assert data["outcome"] == "SUCCEEDED", data
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
 
 
 def _group_alive(pgid: int) -> bool:

@@ -17,8 +17,9 @@ from .conftest import assert_lock_free, assert_report_names_first_cause
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 PLAYBOOK = "rollback_immediate.yml"
-# The script is the one at fault: the other checks run once (no latency sample).
-ONLY_SCRIPT = {"validate_perf_enabled": False, "validate_script_timeout": 1, "validate_script_kill_grace": 0.5}
+# The script is the one at fault: the checklist and the latency sample are left out.
+ONLY_SCRIPT = {"validate_perf_enabled": False, "validate_checklist_enabled": False,
+               "validate_script_timeout": 1, "validate_script_kill_grace": 0.5}
 
 HANGING = """#!/bin/bash
 echo "[PASS] backend_health - HTTP 200"
