@@ -162,23 +162,33 @@ def test_killed_run_then_second_run(fault_stack):
     with log.open("w") as out:
         first = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=ansible_env(),
                                  start_new_session=True)
+    workers: set = set()
     try:
         deadline = time.monotonic() + 120
         while RECREATE_TASK not in log.read_text():
             assert first.poll() is None, "the first run ended before the recreate:\n" + log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the first run never reached the recreate"
             time.sleep(0.05)
+        # ansible-playbook forks a worker per task, which calls setsid(): the recreate runs in the
+        # worker's own session. Wait until it is there, then kill ansible-playbook itself.
+        while not (workers := _children(first.pid)):
+            assert time.monotonic() < deadline, "no worker for the recreate"
+            time.sleep(0.02)
         time.sleep(0.3)  # the recreate's module is running now
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
     finally:
-        # Its worker processes outlive it (orphans of the same session): let them end, then make
-        # sure nothing of that run is left.
+        # The orphaned worker finishes the task it had (as after a real kill -9). Let it end
+        # before the second run, so that the two do not recreate the same containers at once;
+        # then make sure nothing of the killed run is left.
+        sessions = {first.pid} | workers
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and _group_alive(first.pid):
+        while time.monotonic() < deadline and _alive_in(sessions):
             time.sleep(0.2)
-        if _group_alive(first.pid):
-            os.killpg(first.pid, signal.SIGKILL)
+        if first.poll() is None:
+            first.kill()
+        for sid in _alive_in(sessions):
+            os.killpg(sid, signal.SIGKILL)
     assert fs.lock.exists(), "the killed run left no lock (it was killed before taking it?)"
     # The lock names the process that held it, and that process is gone: stale at once.
     left = json.loads(fs.lock.read_text())
@@ -206,17 +216,21 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    # zombies of the group do not count
+def _procs():
+    """(pid, ppid, pgrp, session, state) of every process."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
+        yield int(stat.parent.name), int(fields[1]), int(fields[2]), int(fields[3]), fields[0]
+
+
+def _children(pid: int) -> set:
+    return {child for child, ppid, _pgrp, _sid, state in _procs() if ppid == pid and state not in ("Z", "X")}
+
+
+def _alive_in(sessions: set) -> set:
+    """The sessions (or process groups) of `sessions` that still have a live process."""
+    return {sid for _pid, _ppid, pgrp, sid, state in _procs()
+            if state not in ("Z", "X") and (sid in sessions or pgrp in sessions)} & sessions
