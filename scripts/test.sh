@@ -32,7 +32,7 @@ stage_integration() {
 
 stage_molecule() {
     # Each scenario of extensions/molecule is one pytest item (pytest-ansible's molecule_scenario
-    # fixture runs `molecule test -s NAME`); -x: the drills share fixed ports, stop at the first.
+    # fixture runs `molecule test -s NAME`); -x: stop at the first failing drill, as the loop did.
     pytest tests/integration/test_molecule.py -q -x -p no:randomly
 }
 
