@@ -5,8 +5,11 @@ Modules are exercised two ways:
 * integration tests run them the way Ansible does, one process per call, through
   ``run_module`` (fast) or through ``ansible-playbook`` (``run_playbook``).
 
-Both need the collection importable under an ``ansible_collections/`` root, which
-``collection_root`` builds as a symlink tree under .cache/ (never committed).
+Both need the collection under an ``ansible_collections/`` root. pytest-ansible makes that tree
+when pytest starts in the collection root (the directory of galaxy.yml): ``collections/`` there,
+ignored by git and by the build, put on ``sys.path`` and into the collection finder for the
+unit tests; ``ansible_env`` and ``run_module`` hand the same tree to the processes the
+integration tests start. One tree for both.
 """
 from __future__ import annotations
 
@@ -19,24 +22,22 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-COLLECTIONS_ROOT = REPO / ".cache" / "collections"
+# pytest-ansible's tree (pytest_ansible.units.inject): <root>/collections/ansible_collections/...
+COLLECTIONS_ROOT = REPO / "collections"
 VENV_BIN = Path(sys.executable).parent
 
 
-def _ensure_collection_tree() -> Path:
-    target = COLLECTIONS_ROOT / "ansible_collections" / "taylordash" / "rollback"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.is_symlink():
-        try:
-            target.symlink_to(REPO, target_is_directory=True)
-        except FileExistsError:
-            pass
-    return COLLECTIONS_ROOT
-
-
-_ensure_collection_tree()
-if str(COLLECTIONS_ROOT) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS_ROOT))
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """pytest-ansible sets the tree up only when pytest starts in the collection root. Started
+    from elsewhere (``cd tests/unit && pytest``), or with the plugin disabled, make the same tree
+    with pytest-ansible's own function rather than a second way of ours."""
+    if str(COLLECTIONS_ROOT) in sys.path:
+        return
+    from pytest_ansible.units import inject  # the plugin's collection set-up, not its host fixtures
+    inject(REPO)
+    if str(COLLECTIONS_ROOT) not in sys.path:
+        raise pytest.UsageError(f"pytest-ansible did not set up {COLLECTIONS_ROOT}; is galaxy.yml in {REPO}?")
 
 
 def ansible_env(extra: dict | None = None) -> dict:
@@ -122,7 +123,8 @@ def write_inventory(directory: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def collection_root() -> Path:
-    return _ensure_collection_tree()
+    """The ``collections/`` root pytest-ansible made (holds ansible_collections/taylordash/rollback)."""
+    return COLLECTIONS_ROOT
 
 
 # --------------------------------------------------------------------------- reference stack

@@ -30,7 +30,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from conftest import REPO, run_module, run_playbook
+from conftest import COLLECTIONS_ROOT, REPO, run_module, run_playbook
 from ansible_collections.taylordash.rollback.plugins.modules import backup_restore as module_source
 
 pytestmark = pytest.mark.integration
@@ -435,7 +435,7 @@ def test_restore_stopped_by_sigterm_changes_nothing(restore_stacks, tmp_path):
         before = psql(stack, "SELECT count(*) || ' ' || md5(string_agg(t::text, ',' ORDER BY id)) FROM big t",
                       db="sigterm_test")
         payload = {"ANSIBLE_MODULE_ARGS": {"path": str(dump), "db": "sigterm_test", "project_dir": str(stack.dir)}}
-        env = dict(os.environ, PYTHONPATH=str(REPO / ".cache" / "collections"))
+        env = dict(os.environ, PYTHONPATH=str(COLLECTIONS_ROOT))
         proc = subprocess.Popen([sys.executable, str(REPO / "plugins" / "modules" / "backup_restore.py")],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         proc.stdin.write(json.dumps(payload))
