@@ -15,7 +15,7 @@ description:
   - A run's failures in the order they happened; the first is the cause, later ones (cleanup,
     restart, lock release) are added after it and never replace it.
   - The failure is a message, or a failed task's result (C(ansible_failed_result)) with its
-    task (C(ansible_failed_task)); a result becomes C(<task name>: <msg>), and a failed loop names
+    task (C(ansible_failed_task)); a result becomes its task's name, a colon and its message, and a failed loop names
     what failed in each item instead of Ansible's "One or more items failed".
   - A failure already in the list is not added again - for example a role's rescue that fails
     again with the message of the failure it caught, or a role's first failure the playbook

@@ -13,7 +13,7 @@ version_added: 0.2.0
 author: TaylorDash operations team (@taylordash)
 description:
   - Joins a run's failures (P(taylordash.rollback.add_failure#filter)) into one message, the
-    first (the cause) as it is and each later one after C(; then: ).
+    first (the cause) as it is and each later one after C(; then:) and a space.
 options:
   _input:
     description: The failures, in the order they happened.

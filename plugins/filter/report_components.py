@@ -15,7 +15,7 @@ description:
   - One entry per component of the runbook's checklist; a component is affected when a changed
     service is one of its services, or a change entry names one of its services or the component
     itself.
-  - A changed service that belongs to no component gets an entry of its own, C(Other: <name>).
+  - A changed service that belongs to no component gets an entry of its own, named C(Other:) and the service.
 options:
   _input:
     description: The components, each with C(name) and C(services) (compose service names).

@@ -87,7 +87,8 @@ def test_report_fields(rolled_back):
     md, r = load_report(archive)
     stamp = archive.name
     assert re.fullmatch(r"\d{8}_\d{6}", stamp)
-    assert r["incident_id"] == "ROLL-%s-%s" % (stamp[:8], stamp[9:13])
+    # Unique per run (issue 10): the runbook's ROLL-<date>-<HHMM>, plus the seconds and a random part.
+    assert re.fullmatch(r"ROLL-%s-%s-[0-9a-f]{4}" % (stamp[:8], stamp[9:15]), r["incident_id"])
     assert r["timestamp"] == "%s-%s-%sT%s:%s:%sZ" % (
         stamp[:4], stamp[4:6], stamp[6:8], stamp[9:11], stamp[11:13], stamp[13:15])
     assert (r["type"], r["outcome"], r["failure"], r["check_mode"]) == ("immediate", "SUCCEEDED", None, False)
@@ -155,7 +156,7 @@ def test_json_holds_the_markdown_facts(rolled_back):
     assert _md_field(md, "Started") == r["started_at"]
     assert _md_field(md, "Pass rate").startswith("%.1f%%" % r["validation"]["pass_rate"])
     assert _md_table(md, "## Rollback Actions Taken") == [
-        [str(i), s["step"], "%.3f s" % s["seconds"]] for i, s in enumerate(r["steps"], 1)]
+        [str(i), s["step"], "%.3f s" % s["seconds"], s.get("status", "ok")] for i, s in enumerate(r["steps"], 1)]
     ticked = re.findall(r"^- \[x\] (.+?)(?: \((.*)\))?$", md.split("## Services Affected", 1)[1].split("##", 1)[0], re.M)
     assert [(name, changed.split(", ")) for name, changed in ticked] == [
         (c["name"], c["changed"]) for c in r["services_affected"] if c["affected"]]
