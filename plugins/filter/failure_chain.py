@@ -13,7 +13,8 @@ version_added: 0.2.0
 author: TaylorDash operations team (@taylordash)
 description:
   - Joins a run's failures (P(taylordash.rollback.add_failure#filter)) into one message, the
-    first (the cause) as it is and each later one after C(; then:) and a space.
+    first (the cause) first and each later one after C(; then:) and a space. A full stop before
+    C(; then:) is left out.
 options:
   _input:
     description: The failures, in the order they happened.
@@ -40,8 +41,9 @@ from ansible.module_utils.common.text.converters import to_text
 
 
 def failure_chain(failures):
-    failures = [to_text(f) for f in failures or [] if f]
-    return '; then: '.join(failures)
+    failures = [to_text(f).strip() for f in failures or [] if f]
+    # "... does not exist; then: ..." reads better than "... does not exist.; then: ...".
+    return '; then: '.join([f.rstrip('.') for f in failures[:-1]] + failures[-1:])
 
 
 class FilterModule(object):

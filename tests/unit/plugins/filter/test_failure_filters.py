@@ -36,7 +36,7 @@ def test_later_failures_follow_the_cause():
     failures = add_failure(failures, {"failed": True, "msg": "lock file is gone"}, Task())
     assert failures[0] == CAUSE
     assert failure_chain(failures) == (
-        CAUSE + "; then: Fail when a restarted writer is not healthy: backend did not answer healthy within 60 s"
+        CAUSE[:-1] + "; then: Fail when a restarted writer is not healthy: backend did not answer healthy within 60 s"
         "; then: Release the rollback lock: lock file is gone")
 
 
@@ -60,3 +60,9 @@ def test_a_result_without_a_task_or_message():
 def test_bad_input_is_a_filter_error():
     with pytest.raises(AnsibleFilterError):
         add_failure("cause", "later")
+
+
+def test_chain_keeps_the_last_full_stop_only():
+    assert failure_chain(["Nothing was changed.", "Lock gone."]) == "Nothing was changed; then: Lock gone."
+    assert failure_chain(["Nothing was changed. No safety dump was taken."]) == \
+        "Nothing was changed. No safety dump was taken."
