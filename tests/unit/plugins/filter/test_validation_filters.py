@@ -43,8 +43,8 @@ def test_checklist_problems_when_no_last_error():
 
 
 def test_checklist_when_the_http_checks_did_not_run():
-    items = validation_checklist({"failed": True, "msg": "bad url"}, {"rc": 2, "stdout": "", "stderr": "",
-                                                                     "msg": "non-zero return code"}, DESCRIPTIONS)
+    database = {"rc": 2, "stdout": "", "stderr": "", "msg": "non-zero return code"}
+    items = validation_checklist({"failed": True, "msg": "bad url"}, database, DESCRIPTIONS)
     assert items == [
         {"name": "http_checks", "description": "Login, API and frontend checks", "passed": False, "detail": "bad url"},
         {"name": "database", "description": DESCRIPTIONS["database"], "passed": False, "detail": "non-zero return code"}]
