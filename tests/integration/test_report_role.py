@@ -87,7 +87,8 @@ def test_report_fields(rolled_back):
     md, r = load_report(archive)
     stamp = archive.name
     assert re.fullmatch(r"\d{8}_\d{6}", stamp)
-    assert r["incident_id"] == "ROLL-%s-%s" % (stamp[:8], stamp[9:13])
+    # Unique per run (issue 10): the runbook's ROLL-<date>-<HHMM>, plus the seconds and a random part.
+    assert re.fullmatch(r"ROLL-%s-%s-[0-9a-f]{4}" % (stamp[:8], stamp[9:15]), r["incident_id"])
     assert r["timestamp"] == "%s-%s-%sT%s:%s:%sZ" % (
         stamp[:4], stamp[4:6], stamp[6:8], stamp[9:11], stamp[11:13], stamp[13:15])
     assert (r["type"], r["outcome"], r["failure"], r["check_mode"]) == ("immediate", "SUCCEEDED", None, False)
@@ -155,7 +156,7 @@ def test_json_holds_the_markdown_facts(rolled_back):
     assert _md_field(md, "Started") == r["started_at"]
     assert _md_field(md, "Pass rate").startswith("%.1f%%" % r["validation"]["pass_rate"])
     assert _md_table(md, "## Rollback Actions Taken") == [
-        [str(i), s["step"], "%.3f s" % s["seconds"]] for i, s in enumerate(r["steps"], 1)]
+        [str(i), s["step"], "%.3f s" % s["seconds"], s.get("status", "ok")] for i, s in enumerate(r["steps"], 1)]
     ticked = re.findall(r"^- \[x\] (.+?)(?: \((.*)\))?$", md.split("## Services Affected", 1)[1].split("##", 1)[0], re.M)
     assert [(name, changed.split(", ")) for name, changed in ticked] == [
         (c["name"], c["changed"]) for c in r["services_affected"] if c["affected"]]
@@ -247,7 +248,9 @@ def test_failed_rollback_is_reported(failed_run):
     assert r["failure"].startswith("Wait until each rolled-back service answers healthy: ")
     assert "/health/ready not healthy" in r["failure"], r["failure"]
     assert "> **The rollback FAILED:** " + r["failure"] in md
-    assert [s["step"] for s in r["steps"]] == STEPS[:2]  # retag and recreate ran, health did not pass
+    # Retag and recreate ran; health did not pass, and nothing after it ran.
+    assert [s["step"] for s in r["steps"] if s.get("status", "ok") == "ok"] == STEPS[:2]
+    assert all(s["status"] in ("failed", "not run") for s in r["steps"][2:])
     assert r["validation"]["ran"] is False and "The validation did not run (the rollback failed before it)." in md
     lines = history(target)
     assert len(lines) == 2 and " outcome=FAILED " in lines[1] and lines[1].endswith(
@@ -271,6 +274,37 @@ def test_no_secret_in_runner_artifacts(failed_run):
             assert secret not in text, path
     for secret in target.secrets:
         assert secret not in failed_run.proc.stdout and secret not in failed_run.proc.stderr
+
+
+@pytest.fixture(scope="module")
+def failed_after_retag(failed_run):
+    """After the runner run: v1 deployed with the crash fault (v1 ignores it), so :previous is the
+    v2 build that crashes. The rollback moves :latest to it, keeping v1 under rollback-<ts>, and
+    fails at the health step."""
+    target = failed_run.target
+    target.stack.deploy("v1", "crash")
+    proc = target.run(PLAYBOOK, dict(QUICK, immediate_health_timeout=3))
+    return SimpleNamespace(target=target, proc=proc)
+
+
+def test_failed_rollback_names_what_it_changed_and_how_to_roll_forward(failed_after_retag):
+    """Issue 10, item 7: the retag happened before the health step failed. The report lists the
+    changes, the tags that keep the replaced images, and the commands that undo the retag."""
+    assert failed_after_retag.proc.returncode != 0
+    md, r = load_report(archives(failed_after_retag.target)[-1])
+    assert r["outcome"] == "FAILED" and r["failure"].startswith("Wait until each rolled-back service answers healthy: ")
+    changes = {c["service"]: c for c in r["changes"]}
+    assert sorted(changes) == ["backend", "frontend"], r["changes"]
+    forward = {f["service"]: f for f in r["roll_forward"]}
+    assert sorted(forward) == ["backend", "frontend"], r["roll_forward"]
+    for svc, change in changes.items():
+        assert re.fullmatch(r"rollback-\d{8}T\d{6}Z", change["kept_tag"]) and change["retagged"] is True
+        image = change["image"]
+        command = "docker tag %s:%s %s:latest" % (image, change["kept_tag"], image)
+        assert forward[svc]["command"] == command
+        assert "replaced image kept as `%s:%s`" % (image, change["kept_tag"]) in md
+        assert "`%s`" % command in md
+    assert "### To roll forward" in md
 
 
 def test_reports_of_the_same_second_get_archives_of_their_own(tmp_path):
