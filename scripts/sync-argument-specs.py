@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Declare in every role's meta/argument_specs.yml the stack_* variables the role reads.
 
 The stack model (the stack_* variables) is defined once, in roles/stack/meta/argument_specs.yml.
@@ -6,8 +5,8 @@ The other roles read some of it; each declares exactly the ones it reads, copied
 role's definitions into a generated section of its `main` entry point between two marker
 comments. Edit the stack role's definitions, then run:
 
-    scripts/sync-argument-specs.py           # rewrite the generated sections
-    scripts/sync-argument-specs.py --check   # exit 1 when a section is out of date
+    .venv/bin/python scripts/sync-argument-specs.py           # rewrite the generated sections
+    .venv/bin/python scripts/sync-argument-specs.py --check   # exit 1 when a section is out of date
 
 A role "reads" a stack_* variable when its tasks, defaults, vars, templates or handlers name it
 outside a comment. Names the stack role sets itself (register, set_fact: stack_snapshot,
