@@ -252,7 +252,8 @@ def test_a_failed_health_step_still_reports_the_retag(stack_factory, tmp_path):
     assert lines[0].startswith("Immediate rollback: FAILED")
     backend = [line for line in lines if line.startswith("backend: ")]
     assert backend and f"bad build kept as {prefix}_backend:before-rollback" in backend[0], lines
-    assert re.match(r"Steps: retag images [\d.]+ s, recreate containers [\d.]+ s, poll health [\d.]+ s", lines[-1]), lines
+    # the steps that were done; the failed health step is named in the failure
+    assert re.match(r"Steps: retag images [\d.]+ s, recreate containers [\d.]+ s$", lines[-1]), lines
     reports = sorted(stack.dir.glob("rollbacks/*/rollback_report_*.json"))
     assert reports
     report = json.loads(reports[-1].read_text())
