@@ -579,3 +579,25 @@ def test_action_is_required(migration_stack, migration_reruns):
     assert proc.returncode != 0
     assert "database_action" in final_failures(proc)["no_action"]
     assert db_state(migration_stack) == migration_reruns.state and not locks(migration_stack)
+
+
+def test_bad_settings_change_nothing(restore_stacks, tmp_path):
+    """Issue 10: the database role checks all its settings before its first change (the writers'
+    stop, the safety dump); the message names only the broken ones, each with its value."""
+    stack = restore_stacks["plain"]
+    state, writer, files = db_state(stack), backend(stack), listing(stack.dir)
+    proc = rollback(tmp_path, {"plain": host_vars(stack, database_lock_timeout=-1, database_health_timeout="nan",
+                                                  database_login_port=70000)},
+                    database_action="restore", **QUICK_VALIDATE)
+    assert proc.returncode != 0
+    msg = final_failures(proc)["plain"]
+    assert "Bad database rollback settings" in msg, msg
+    for part in ("database_lock_timeout=-1", "database_health_timeout=nan", "database_login_port=70000"):
+        assert part in msg, msg
+    assert "database_connect_timeout" not in msg and "database_verify_jobs" not in msg
+    assert "Verify the backup in a scratch database" not in proc.stdout.split("Bad database rollback settings")[0]
+    assert db_state(stack) == state
+    assert backend(stack) == writer  # never stopped
+    report_files = {k: v for k, v in listing(stack.dir).items() if not k.startswith("rollbacks/") and k != "rollback_history.log"}
+    assert report_files == {k: v for k, v in files.items() if not k.startswith("rollbacks/") and k != "rollback_history.log"}
+    assert not locks(stack)

@@ -194,3 +194,67 @@ def test_second_rollback_while_one_runs(bad_deploy, tmp_path):
     releaser.join()
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert health(stack)[1]["version"] == "v1"
+
+
+def stack_files(stack) -> dict:
+    """The stack's files with size and mtime, except the rollback's own documentation (report
+    archive and history log, written for a failed run too)."""
+    out = {}
+    for path in sorted(stack.dir.rglob("*")):
+        rel = path.relative_to(stack.dir)
+        if path.is_file() and rel.parts[0] not in ("rollbacks", "rollback_history.log"):
+            out[str(rel)] = (path.stat().st_size, path.stat().st_mtime_ns)
+    return out
+
+
+def test_bad_settings_change_nothing(bad_deploy, tmp_path):
+    """Issue 10: every role checks all its settings before its first change; the message names
+    only the broken settings, each with its value."""
+    stack = bad_deploy
+    tags, containers = stack.tags(), stack.containers()
+    files = stack_files(stack)
+
+    # the immediate role: its first change would be the retag
+    proc = rollback(stack, tmp_path, immediate_health_timeout=-1, immediate_health_successes=0)
+    assert proc.returncode != 0
+    assert "immediate_health_timeout=-1" in proc.stdout and "immediate_health_successes=0" in proc.stdout
+    assert "immediate_health_interval" not in proc.stdout.split("Bad immediate rollback settings", 1)[1].split("\n", 1)[0]
+    assert "nothing was changed" in proc.stdout
+    assert "Point each service's current tag back" not in proc.stdout
+    assert stack.tags() == tags and stack.containers() == containers
+    assert not (stack.dir / ".rollback.lock").exists()
+
+    # NaN and infinity are numbers to the argument spec, not to the rollback
+    proc = rollback(stack, tmp_path, immediate_health_timeout="nan")
+    assert proc.returncode != 0 and "immediate_health_timeout=nan" in proc.stdout
+    assert stack.tags() == tags and stack.containers() == containers
+
+    # the stack role: before the lock and the snapshot
+    proc = rollback(stack, tmp_path, stack_lock_ttl=0, stack_current_tag="../x")
+    assert proc.returncode != 0
+    assert "Bad stack settings" in proc.stdout
+    assert "stack_lock_ttl=0" in proc.stdout and "stack_current_tag=../x" in proc.stdout
+    assert "Take the rollback lock" not in proc.stdout
+    assert stack.tags() == tags and stack.containers() == containers
+    assert stack_files(stack) == files
+
+
+def test_a_failed_health_step_still_reports_the_retag(stack_factory, tmp_path):
+    """Issue 10 item 7: after the retag and a failed health step, the changes name the moved tag
+    and the tag that keeps the replaced image, so the operator can roll forward."""
+    stack = _previous_is_bad(stack_factory, "unhealthy")
+    prefix = stack.env["TD_IMAGE_PREFIX"]
+    good = stack.image_id(f"{prefix}_backend:latest")
+    proc = rollback(stack, tmp_path, immediate_health_timeout=3, immediate_keep_as="before-rollback")
+    assert proc.returncode != 0
+    assert stack.image_id(f"{prefix}_backend:before-rollback") == good
+    lines = summary(proc)
+    assert lines[0].startswith("Immediate rollback: FAILED")
+    backend = [line for line in lines if line.startswith("backend: ")]
+    assert backend and f"bad build kept as {prefix}_backend:before-rollback" in backend[0], lines
+    # the steps that were done; the failed health step is named in the failure
+    assert re.match(r"Steps: retag images [\d.]+ s, recreate containers [\d.]+ s$", lines[-1]), lines
+    reports = sorted(stack.dir.glob("rollbacks/*/rollback_report_*.json"))
+    assert reports
+    report = json.loads(reports[-1].read_text())
+    assert "before-rollback" in json.dumps(report)
