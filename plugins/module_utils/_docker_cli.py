@@ -150,6 +150,18 @@ def cannot_run_message(binary, reason):
             'of the docker binary (unset, docker is looked up on PATH)' % (binary, reason))
 
 
+def docker_cli_problem(docker_cli):
+    """Why an explicit ``docker_cli`` path cannot be run, or None. Modules call it while they
+    check their options, before anything runs; :func:`find_docker` raises with the same words."""
+    if not docker_cli:
+        return None
+    if not os.path.exists(docker_cli):
+        return cannot_run_message(docker_cli, 'no such file')
+    if os.path.isdir(docker_cli) or not os.access(docker_cli, os.X_OK):
+        return cannot_run_message(docker_cli, 'not an executable file')
+    return None
+
+
 def find_docker(docker_cli=None):
     """The docker binary to run: ``docker_cli`` when given (it must be an executable file),
     else ``docker`` on PATH. The one place this collection looks docker up. Raises
@@ -160,10 +172,9 @@ def find_docker(docker_cli=None):
         except ValueError:
             raise DockerCLIError('Cannot find the docker CLI on PATH of the target host; install it or '
                                  'give its path in the docker_cli option.')
-    if not os.path.exists(docker_cli):
-        raise DockerCLIError(cannot_run_message(docker_cli, 'no such file'))
-    if os.path.isdir(docker_cli) or not os.access(docker_cli, os.X_OK):
-        raise DockerCLIError(cannot_run_message(docker_cli, 'not an executable file'))
+    problem = docker_cli_problem(docker_cli)
+    if problem:
+        raise DockerCLIError(problem)
     return docker_cli
 
 

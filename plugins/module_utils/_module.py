@@ -5,10 +5,11 @@
 
 """The AnsibleModule every module of this collection is built on.
 
-It adds one thing: every result, success or failure, carries ``timing`` (``start``, ``end`` in
+It adds two things. Every result, success or failure, carries ``timing`` (``start``, ``end`` in
 ISO 8601 UTC and ``seconds``). Roles hand their registered results to the
 ``taylordash.rollback.step_timeline`` filter to learn how long each runbook step took, instead
-of recording a timestamp with a ``set_fact`` after every step.
+of recording a timestamp with a ``set_fact`` after every step. And a whole-number option
+given ``inf`` or ``nan`` fails with a message instead of ansible-core's OverflowError.
 
 Private to this collection (leading underscore): no compatibility promise.
 """
@@ -17,9 +18,22 @@ from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
 import datetime
+import decimal
+import math
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+
+
+def _not_finite(value):
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, str):
+        try:
+            return not decimal.Decimal(value.strip()).is_finite()
+        except decimal.DecimalException:
+            return False
+    return False
 
 
 def _iso(epoch):
@@ -34,6 +48,15 @@ class RollbackModule(AnsibleModule):
         self._started_epoch = time.time()
         self._started_clock = time.monotonic()
         super(RollbackModule, self).__init__(*args, **kwargs)
+
+    def _load_params(self):
+        # ansible-core's int check lets the OverflowError of int(Decimal('inf')) escape as a
+        # traceback. Mark such a value so that the check fails with a message, the way it does
+        # for any other value that is not a whole number.
+        super(RollbackModule, self)._load_params()
+        for name, spec in self.argument_spec.items():
+            if spec.get('type') == 'int' and _not_finite(self.params.get(name)):
+                self.params[name] = '%s (not a finite number)' % self.params[name]
 
     def timing(self):
         seconds = time.monotonic() - self._started_clock

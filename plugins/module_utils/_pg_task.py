@@ -15,8 +15,6 @@ from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
 import contextlib
-import decimal
-import math
 import signal
 import time
 
@@ -84,27 +82,8 @@ def whole_number_problems(option, mapping):
     return problems
 
 
-def _not_finite(value):
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, str):
-        try:
-            return not decimal.Decimal(value.strip()).is_finite()
-        except decimal.DecimalException:
-            return False
-    return False
-
-
 class PgModule(RollbackModule):
-    """RollbackModule whose whole-number options refuse NaN and infinity with a message:
-    ansible-core's int check lets the OverflowError of ``int(Decimal('inf'))`` escape as a
-    traceback. The value is marked so that the check fails the way it does for any non-number."""
-
-    def _load_params(self):
-        super(PgModule, self)._load_params()
-        for name, spec in self.argument_spec.items():
-            if spec.get('type') == 'int' and _not_finite(self.params.get(name)):
-                self.params[name] = '%s (not a finite number)' % self.params[name]
+    """The RollbackModule of the two PostgreSQL modules (kept as a name for their shared setup)."""
 
 
 def nul_problems(spec, params):

@@ -196,6 +196,7 @@ import datetime
 import os
 
 from ansible_collections.taylordash.rollback.plugins.module_utils._docker_cli import (
+    docker_cli_problem,
     DockerCLI,
     DockerCLIError,
     is_valid_repository,
@@ -244,11 +245,9 @@ def validate_params(params):
         problems.append(
             "from_tag '%s' is neither a valid Docker tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}) nor an "
             "image ID (sha256:<hex> or at least 12 hex digits)" % from_tag)
-    docker_cli = params.get('docker_cli')
-    if docker_cli and not (os.path.isfile(docker_cli) and os.access(docker_cli, os.X_OK)):
-        problems.append(
-            "docker_cli '%s' is not an executable file; give the path of the docker command line "
-            "client, or leave docker_cli unset to use docker from PATH" % docker_cli)
+    problem = docker_cli_problem(params.get('docker_cli'))
+    if problem:
+        problems.append(problem)
     keep_as = params['keep_as']
     if keep_as:
         if not is_valid_tag(keep_as):
@@ -439,7 +438,8 @@ def main():
     )
     problems = validate_params(module.params)
     if problems:
-        module.fail_json(msg='; '.join(problems) + '. Nothing was changed.',
+        text = '; '.join(problems)
+        module.fail_json(msg=text[:1].upper() + text[1:] + '. Nothing was changed.',
                          repository=module.params['repository'], changed=False)
     cli = DockerCLI(module, docker_cli=module.params['docker_cli'])
     try:

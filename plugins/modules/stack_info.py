@@ -241,6 +241,7 @@ from ansible_collections.taylordash.rollback.plugins.module_utils import _certif
 from ansible_collections.taylordash.rollback.plugins.module_utils._alembic import current_revision
 from ansible_collections.taylordash.rollback.plugins.module_utils._compose import compose_args
 from ansible_collections.taylordash.rollback.plugins.module_utils._docker_cli import (
+    docker_cli_problem,
     DockerCLI, DockerCLIError, is_valid_repository, is_valid_tag, looks_like_image_id)
 from ansible_collections.taylordash.rollback.plugins.module_utils._file_snapshot import (
     file_snapshot, outside_project, project_path)
@@ -280,10 +281,9 @@ def validate_params(params):
         if not is_valid_repository(svc['image']):
             problems.append("services: image '%s' of service '%s' is not a valid Docker repository name "
                             "(lower-case, no tag)" % (svc['image'], svc['name']))
-    docker_cli = params['docker_cli']
-    if docker_cli and not (os.path.isfile(docker_cli) and os.access(docker_cli, os.X_OK)):
-        problems.append("docker_cli '%s' is not an executable file; give the path of the docker command "
-                        "line client, or leave docker_cli unset to use docker from PATH" % docker_cli)
+    problem = docker_cli_problem(params['docker_cli'])
+    if problem:
+        problems.append(problem)
     # No file or argument can hold a NUL byte; the OS calls would raise ValueError on it.
     values = [params['project_dir'], params['project_name'], params['migration_service'], params['certificate']]
     values += list(params['compose_files']) + list(params['migration_command'])

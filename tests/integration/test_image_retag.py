@@ -213,7 +213,7 @@ def test_bad_input_fails_clearly_and_changes_nothing(repo, case):
         # issue 10: was "Error executing command." and nothing else
         "docker_cli missing": (
             {"repository": repo.name, "docker_cli": "/nonexistent/docker"},
-            "docker_cli '/nonexistent/docker' is not an executable file"),
+            "docker CLI at /nonexistent/docker cannot be run (no such file)"),
     }[case]
     everything_before = docker("image", "ls", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
     before = tags_of(repo.name)

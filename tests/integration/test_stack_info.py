@@ -67,7 +67,7 @@ def test_target_by_image_id_and_subset(stack):
     # issue 10: a tag that is not one, and a file outside the project, fail before anything is read
     ({"current_tag": "../x"}, "current_tag '../x' is not a valid Docker tag"),
     ({"files": ["../../etc/shadow"]}, "files: '../../etc/shadow' is not read: it resolves to"),
-    ({"docker_cli": "/nonexistent/docker"}, "docker_cli '/nonexistent/docker' is not an executable file"),
+    ({"docker_cli": "/nonexistent/docker"}, "docker CLI at /nonexistent/docker cannot be run (no such file)"),
 ])
 def test_preconditions(stack, overrides, message):
     tags = stack.tags()

@@ -101,7 +101,7 @@ class ModuleFuzz:
         self.spec = self._argument_spec()
         overrides = dict(strategies or {})
         self.options = sorted(name for name in self.spec if name not in skip)
-        self.strategies = {name: overrides.get(name) or strategy_for(self.spec[name]) for name in self.options}
+        self.strategies = {name: overrides[name] if name in overrides else strategy_for(self.spec[name]) for name in self.options}
 
     def _argument_spec(self):
         recorded = {}

@@ -293,7 +293,7 @@ def test_a_docker_cli_that_is_not_there_is_named(tmp_path, docker_cli):
     """Before: 'Error executing command.' and nothing else."""
     kind, result = FUZZ.run({"docker_cli": docker_cli}, cwd=tmp_path)
     assert kind == "fail"
-    assert "docker_cli '%s' is not an executable file" % docker_cli in result["msg"]
+    assert "docker CLI at %s cannot be run" % docker_cli in result["msg"]
     assert "Nothing was changed" in result["msg"]
 
 
