@@ -24,12 +24,14 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._validate_outp
     parse_output,
     split_output,
 )
+from merged_doc import merged_documentation
+
 from ansible_collections.taylordash.rollback.plugins.modules import validate_p1 as mod
 
 # Keys every Ansible result may carry besides the module's own.
 STANDARD_KEYS = {"changed", "failed", "invocation", "warnings", "deprecations", "msg"}
 
-DOC = yaml.safe_load(mod.DOCUMENTATION)
+DOC = merged_documentation(mod)
 RETURN = yaml.safe_load(mod.RETURN)
 EXAMPLES = yaml.safe_load(mod.EXAMPLES)
 
@@ -115,7 +117,7 @@ def _captured_spec(monkeypatch):
         captured.update(kwargs)
         raise Stop()
 
-    monkeypatch.setattr(mod, "AnsibleModule", fake_module)
+    monkeypatch.setattr(mod, "RollbackModule", fake_module)
     with pytest.raises(Stop):
         mod.main()
     return captured
