@@ -171,7 +171,9 @@ def parse_url(url):
         raise UrlError("url '%s' %s" % (shown, problem))
     if port is not None and not 1 <= port <= 65535:
         raise UrlError("url '%s' has port %d; a port is from 1 to 65535" % (shown, port))
-    request_url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    # Without credentials the URL is requested exactly as given.
+    request_url = url if authorization is None else urlunsplit(
+        (parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return HttpTarget(request_url, shown, authorization)
 
 

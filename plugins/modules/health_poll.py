@@ -193,7 +193,7 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._masking impor
     mask_secrets_only,
     masked_invocation,
 )
-from ansible_collections.taylordash.rollback.plugins.module_utils._module import RollbackModule
+from ansible_collections.taylordash.rollback.plugins.module_utils._safe_module import build_module
 from ansible_collections.taylordash.rollback.plugins.module_utils._seconds import seconds_problem
 
 
@@ -304,7 +304,7 @@ def check_params(p):
 
 def main():
     spec = argument_spec()
-    module = RollbackModule(argument_spec=spec, supports_check_mode=True)
+    module = build_module(spec, supports_check_mode=True)
     mask_secrets_only(module)
     p = module.params
     problems, target, body_pattern = check_params(p)

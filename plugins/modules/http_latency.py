@@ -328,7 +328,7 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._masking impor
     mask_secrets_only,
     masked_invocation,
 )
-from ansible_collections.taylordash.rollback.plugins.module_utils._module import RollbackModule
+from ansible_collections.taylordash.rollback.plugins.module_utils._safe_module import build_module
 from ansible_collections.taylordash.rollback.plugins.module_utils._seconds import seconds_problem
 
 # A request is not started with less time than this left before the deadline.
@@ -469,7 +469,7 @@ def argument_spec():
 
 def main():
     spec = argument_spec()
-    module = RollbackModule(argument_spec=spec, supports_check_mode=True)
+    module = build_module(spec, supports_check_mode=True)
     mask_secrets_only(module)
     params = module.params
     problems, endpoints = check_params(params)

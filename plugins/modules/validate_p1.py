@@ -384,7 +384,7 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._masking impor
     mask_secrets_only,
     masked_invocation,
 )
-from ansible_collections.taylordash.rollback.plugins.module_utils._module import RollbackModule
+from ansible_collections.taylordash.rollback.plugins.module_utils._safe_module import build_module
 from ansible_collections.taylordash.rollback.plugins.module_utils._process import run_process
 from ansible_collections.taylordash.rollback.plugins.module_utils._validate_output import (
     PatternError,
@@ -664,7 +664,7 @@ def argument_spec():
 
 def main():
     spec = argument_spec()
-    module = RollbackModule(argument_spec=spec, supports_check_mode=True)
+    module = build_module(spec, supports_check_mode=True)
     # A short env value (say 1) is no secret: masking it would garble the pass rate.
     mask_secrets_only(module)
     ValidateP1(module, spec).run()

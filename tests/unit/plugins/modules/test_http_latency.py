@@ -68,11 +68,11 @@ def test_documented_options_match_argument_spec(monkeypatch):
     class Stop(Exception):
         pass
 
-    def fake_module(**kwargs):
-        captured.update(kwargs)
+    def fake_module(argument_spec, **kwargs):
+        captured.update(kwargs, argument_spec=argument_spec)
         raise Stop()
 
-    monkeypatch.setattr(mod, "RollbackModule", fake_module)
+    monkeypatch.setattr(mod, "build_module", fake_module)
     with pytest.raises(Stop):
         mod.main()
     spec = captured["argument_spec"]

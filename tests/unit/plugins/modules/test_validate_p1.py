@@ -113,11 +113,11 @@ def _captured_spec(monkeypatch):
     class Stop(Exception):
         pass
 
-    def fake_module(**kwargs):
-        captured.update(kwargs)
+    def fake_module(argument_spec, **kwargs):
+        captured.update(kwargs, argument_spec=argument_spec)
         raise Stop()
 
-    monkeypatch.setattr(mod, "RollbackModule", fake_module)
+    monkeypatch.setattr(mod, "build_module", fake_module)
     with pytest.raises(Stop):
         mod.main()
     return captured
@@ -498,3 +498,59 @@ def test_short_env_values_are_warned_about(runner, script):
     assert len(warnings) == 1
     assert "the value of DEBUG is shorter than 4 characters" in warnings[0]
     assert "task keyword environment" in warnings[0]
+
+
+# ------------------------------------------------------------ hardening (issue 10) ----
+
+@pytest.mark.parametrize("value", [1, 0, 10, 1.0, "1", "00"])
+def test_short_or_numeric_env_values_never_mask_the_summary(runner, script, value):
+    result, calls = runner({"script": str(script), "env": {"N": value}}, fake_run(ALL_PASS))
+    assert result["failed"] is False
+    assert result["msg"] == "3/3 checks passed (100%), minimum 89%"
+    assert "********" not in json.dumps({k: v for k, v in result.items() if k != "invocation"})
+    assert calls[0]["env"]["N"] == str(value)
+    # never returned, short or not
+    assert result["invocation"]["module_args"]["env"] == {"N": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"}
+
+
+def test_numeric_secret_is_converted_and_still_masked(runner, script):
+    output = "[PASS] key - using 987654321\nSummary: 1/1 checks passed (100%)\n"
+    result, calls = runner({"script": str(script), "env": {"PIN": 987654321}}, fake_run(output))
+    assert calls[0]["env"]["PIN"] == "987654321"
+    assert "987654321" not in json.dumps(result)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"L": [1, 2]}, "env: the value of L is a list; give a string"),
+    ({"D": {"a": 1}}, "env: the value of D is a dictionary; give a string"),
+    ({"A=B": "long-value"}, "env: 'A=B' is not a valid environment variable name"),
+    ({"": "long-value"}, "env: '' is not a valid environment variable name"),
+    ({"K": "long\x00value"}, "env: the value of K contains a NUL character"),
+])
+def test_unusable_env_is_refused_before_running(runner, script, env, message):
+    result, calls = runner({"script": str(script), "env": env})
+    assert result["failed"] is True and not calls
+    assert message in result["msg"]
+    assert "long\x00value" not in json.dumps(result)
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"timeout": 1e308}, "timeout must be at most 86400 seconds, got 1e+308"),
+    ({"timeout": "inf"}, "timeout must be a finite number of seconds, got inf"),
+    ({"timeout": "nan"}, "timeout must be a finite number of seconds, got nan"),
+    ({"kill_grace": "nan"}, "kill_grace must be a finite number of seconds, got nan"),
+    ({"kill_grace": 1e308}, "kill_grace must be at most 86400 seconds"),
+    ({"min_pass_rate": "nan"}, "min_pass_rate must be between 0 and 100, got nan"),
+    ({"args": ["a\x00b"]}, "args: argument 1 contains a NUL character"),
+])
+def test_numbers_and_text_checked_before_running(runner, script, args, message):
+    result, calls = runner(dict(args, script=str(script)))
+    assert result["failed"] is True and not calls
+    assert message in result["msg"]
+    assert result["min_pass_rate"] is None or result["min_pass_rate"] == result["min_pass_rate"]
+
+
+def test_nul_in_script_path_is_refused(runner, tmp_path):
+    result, calls = runner({"script": str(tmp_path / "v\x00.sh")})
+    assert result["failed"] is True and not calls
+    assert result["msg"].startswith("script contains a NUL character")
