@@ -118,9 +118,11 @@ def display_url(url):
     """The URL with any ``user:password@`` masked, for every message and returned value."""
     if not isinstance(url, str):
         return '%r' % (url,)
-    match = re.match(r'^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@', url)
+    # With or without a scheme (or with a broken one): whatever precedes the last '@' of the
+    # authority is a credential.
+    match = re.match(r'^([A-Za-z][A-Za-z0-9+.-]*:/+)?([^/?#]*)@', url)
     if match:
-        url = match.group(1) + MASK + '@' + url[match.end():]
+        url = (match.group(1) or '') + MASK + '@' + url[match.end():]
     return url
 
 

@@ -154,3 +154,15 @@ def test_masked_invocation_hides_every_no_log_value():
     assert args["endpoints"] == [{"headers": {"K": PLACEHOLDER}}]
     assert args["n"] == "nan" and args["url"] == "http://********@h/"
     assert params["env"]["A"] == "1" and math.isnan(params["n"])  # the module's own params untouched
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("admin:secret@127.0.0.1:1/", "********@127.0.0.1:1/"),
+    ("http:/admin:secret@127.0.0.1/", "http:/********@127.0.0.1/"),
+    ("javascript:admin:secret@x", "********@x"),
+    ("http://a@b:secret@127.0.0.1/x@y", "http://********@127.0.0.1/x@y"),
+    ("http://127.0.0.1/path@x", "http://127.0.0.1/path@x"),
+])
+def test_display_url_masks_credentials_in_any_form(url, shown):
+    # found by the property test: a URL without a scheme kept its credentials in the message
+    assert http.display_url(url) == shown

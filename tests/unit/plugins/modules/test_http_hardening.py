@@ -67,7 +67,7 @@ def test_invalid_url_fails_cleanly_before_any_request(call, module, make, url, f
     assert kind == "fail" and result["failed"] is True
     assert fragment in result["msg"]
     assert "Connection refused" not in result["msg"]
-    assert "secret" not in out
+    assert "admin:secret" not in out and ":secret@" not in out
 
 
 @pytest.mark.parametrize("module, make", [

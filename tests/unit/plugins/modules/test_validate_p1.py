@@ -554,3 +554,11 @@ def test_nul_in_script_path_is_refused(runner, tmp_path):
     result, calls = runner({"script": str(tmp_path / "v\x00.sh")})
     assert result["failed"] is True and not calls
     assert result["msg"].startswith("script contains a NUL character")
+
+
+@pytest.mark.parametrize("args", [{"chdir": "\udcff.sh"}, {"check_pattern": "\ud800"}])
+def test_text_that_is_not_utf8_fails_cleanly(runner, script, args):
+    # found by the property test: ansible-core's invocation logging raised UnicodeEncodeError
+    result, calls = runner(dict(args, script=str(script)))
+    assert result["failed"] is True and not calls
+    assert "cannot be encoded as UTF-8" in result["msg"]
