@@ -112,10 +112,20 @@ options:
       - Python regular expression that recognises one check result line. It must define the
         named groups C(status) and C(name), and may define C(detail). It is searched in each
         line (use C(^) to anchor it) after terminal colour codes have been removed.
-      - When not set, the default format is recognised, where C(STATUS) is a word in brackets and
-        the name matches C([A-Za-z0-9_.:/-]+), for example
-        C([PASS] backend_health - HTTP 200 version=v1), C([FAIL] api_projects - HTTP 500)
-        and C([PASS] frontend).
+      - "When neither O(check_pattern) nor O(summary_pattern) is set, the module recognises the
+        output's format by itself (see RV(format)) among
+        V(brackets), the default, where C(STATUS) is a word in brackets and the name matches
+        C([A-Za-z0-9_.:/-]+), for example C([PASS] backend_health - HTTP 200 version=v1),
+        C([FAIL] api_projects - HTTP 500) and C([PASS] frontend);
+        V(colon), C(PASS: name) / C(FAIL: name) (also C(OK), C(ERROR), C(SKIP), C(WARN));
+        V(emoji), C(✅ name) / C(❌ name) (also C(⚠️) for a warning, C(⏭️) for a skip);
+        V(tap), the Test Anything Protocol, C(ok 1 - name) / C(not ok 2 - name), C(# SKIP) and
+        C(# TODO) counting as skipped, with the plan line C(1..9);
+        V(dots), C(name ... ok) / C(name ... FAILED) (also C(ERROR), C(skipped)), as Python's
+        unittest prints."
+      - Output with result lines of more than one of these formats fails, naming them.
+      - O(pass_values), O(fail_values), O(skip_values) and O(warn_values) apply to the V(brackets)
+        format and to O(check_pattern); the other formats have their own status words.
       - A line that matches but whose status is in none of O(pass_values), O(fail_values),
         O(skip_values) and O(warn_values) fails the task, so that a status such as C([ERROR])
         cannot drop out of the count unnoticed.
@@ -126,6 +136,10 @@ options:
         groups C(passed) and C(total), and may define C(rate) (a percentage without the C(%) sign).
       - 'When not set, C(Summary: 8/9 checks passed) is recognised, optionally followed by the rate
         in parentheses, such as C(88.9%).'
+      - 'When neither pattern is set, these summary lines are recognised as well:
+        C(Summary: 7/9), C(Pass rate: 78%) (a rate alone is compared with the check lines'' rate),
+        C(Pass rate: 66.7% (2/3)), C(7 of 9 checks passed) and, in TAP, the plan C(1..9) (the number
+        of test lines).'
       - A line that matches the summary pattern is never read as a check line.
     type: str
   pass_values:
@@ -306,8 +320,18 @@ checks:
   sample:
     - {name: backend_health, status: PASS, detail: "HTTP 200 version=v1 (0.004s)"}
     - {name: api_projects, status: FAIL, detail: "HTTP 500 (0.003s)"}
+format:
+  description:
+    - The result format the output was read in - V(brackets), V(colon), V(emoji), V(tap) or
+      V(dots) - or V(custom) when O(check_pattern) or O(summary_pattern) is set.
+    - V(null) when the output mixed formats (the task fails then).
+  returned: when the script ran
+  type: str
+  sample: brackets
 summary:
-  description: The summary line the script printed, parsed; V(null) when it printed none.
+  description:
+    - The summary line the script printed, parsed; V(null) when it printed none.
+    - Its RV(summary.passed) and RV(summary.total) are V(null) when the line gives a rate alone.
   returned: when the script ran
   type: dict
   contains:
@@ -391,6 +415,7 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._validate_outp
     build_patterns,
     clean_line,
     describe_checks,
+    detect_and_parse,
     first_lines,
     parse_lines,
 )
@@ -636,10 +661,26 @@ class ValidateP1(object):
         # failed=False explicitly: Ansible marks a result with a non-zero rc and no "failed" key as failed.
         module.exit_json(msg=msg, failed=False, **self.result)
 
+    def parse(self, run):
+        """The check results in the output: in the user's format when a pattern is set, else in the
+        one recognised format (a mix of formats fails)."""
+        if self.params['check_pattern'] or self.params['summary_pattern']:
+            self.result['format'] = 'custom'
+            return parse_lines(run.lines, self.patterns)
+        detection = detect_and_parse(run.lines, self.patterns)
+        self.result['format'] = detection.name
+        if detection.mixed:
+            self.result.update(rc=run.rc, timed_out=run.timed_out, duration=round(run.duration, 3),
+                               stdout_lines=[clean_line(line) for line in run.stdout_lines],
+                               stderr_lines=[clean_line(line) for line in run.stderr_lines])
+            self.fail('the output of %s mixes result formats: %s. Print one format, or set check_pattern '
+                      '(and summary_pattern) to the one to count.' % (self.script, detection.describe_mixed()))
+        return detection.result
+
     def run(self):
         self.preflight()
         run = self.execute()
-        parsed = parse_lines(run.lines, self.patterns)
+        parsed = self.parse(run)
         self.evaluate(run, parsed)
 
 

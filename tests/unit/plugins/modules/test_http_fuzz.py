@@ -61,7 +61,12 @@ def check(fuzz, option_and_value, tmp_path):
     with no_traffic_elsewhere() as refused:
         kind, result = fuzz.check((name, fill(value)), cwd=tmp_path)
     assert not refused, "a request would have left 127.0.0.1: %r" % refused
-    if name == "url" or name == "endpoints":
+    # Credentials given in a URL never come back. (Hostile text of other fields may hold the same
+    # characters and is quoted by ansible-core's own messages, such as "value of method must be...".)
+    others = ""
+    if name == "endpoints" and isinstance(value, list):
+        others = repr([{k: v for k, v in ep.items() if k != "url"} for ep in value])
+    if name in ("url", "endpoints") and "secret" not in others:
         text = repr(result)
         assert "secret" not in text, "URL credentials in the result: %s" % text[:300]
     return kind, result
