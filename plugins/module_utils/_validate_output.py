@@ -258,9 +258,10 @@ class ParseResult(object):
                             % (len(counted), ', '.join('%d/%d' % k for k in distinct)))
         for plan in self.plans:
             if plan['plan'] != len(self.checks):
-                problems.append("the TAP plan '%s' announces %s but %s seen"
-                                % (plan['line'], _plural(plan['plan'], 'test'),
-                                   _plural(len(self.checks), 'test line was').replace('lines was', 'lines were')))
+                seen = len(self.checks)
+                problems.append("the TAP plan '%s' announces %s but %d test line%s seen"
+                                % (plan['line'], _plural(plan['plan'], 'test'), seen,
+                                   ' was' if seen == 1 else 's were'))
         for summary in self.summaries:
             if summary['passed'] is not None or summary['rate'] is None:
                 continue
@@ -436,7 +437,7 @@ _FORMATS = (
      (), {PASS: ['\u2705'], FAIL: ['\u274c'], SKIP: ['\u23ed\ufe0f'], WARN: ['\u26a0\ufe0f']}),
     ('tap',
      r'^\s*(?P<status>not ok|ok)\b(?:\s+(?P<number>\d+))?\s*(?:-\s*)?(?P<name>[^#]*?)\s*'
-     r'(?:#\s*(?:(?P<directive>SKIP|TODO)\S*\s*)?(?P<detail>.*))?$',
+     r'(?:#\s*(?:(?P<directive>(?i:SKIP|TODO))\S*\s*)?(?P<detail>.*))?$',
      (r'^\s*1\.\.(?P<plan>\d+)\b',), {PASS: ['ok'], FAIL: ['not ok'], SKIP: ['SKIP', 'TODO'], WARN: []}),
     ('dots',
      r'^\s*(?P<name>\S.*?)\s+\.\.\.\s+(?P<status>ok|PASS(?:ED)?|FAIL(?:ED)?|ERROR|skipped|SKIP)\b'

@@ -562,3 +562,96 @@ def test_text_that_is_not_utf8_fails_cleanly(runner, script, args):
     result, calls = runner(dict(args, script=str(script)))
     assert result["failed"] is True and not calls
     assert "cannot be encoded as UTF-8" in result["msg"]
+
+
+# -------------------------------------------------------- result formats (issue 11) ----
+
+FORMATS = {
+    "brackets": ("[PASS] backend - HTTP 200\n[PASS] api\n[PASS] db\nSummary: 3/3 checks passed (100%)\n",
+                 "[PASS] backend\n[FAIL] api - HTTP 500\n[PASS] db\nSummary: 2/3\n"),
+    "colon": ("PASS: backend (0.004s)\nPASS: api\nOK: db\n3 of 3 checks passed\n",
+              "PASS: backend\nFAIL: api HTTP 500\nERROR: db\n1 of 3 checks passed\n"),
+    "emoji": ("\u2705 Backend health\n\u2705 API\n\u26a0\ufe0f DB - slow\n\u23ed\ufe0f Plugins\nPass rate: 100%\n",
+              "\u2705 Backend health\n\u274c API - HTTP 502\n\u274c DB\nPass rate: 33.3% (1/3)\n"),
+    "tap": ("1..4\nok 1 - backend\nok 2 - api\nok 3 - db\nok 4 - plugins # SKIP disabled\n",
+            "TAP version 13\n1..3\nok 1 - backend\nnot ok 2 - api\n# diagnostics\nnot ok 3 - db\n"),
+    "dots": ("test_backend (t.T.test_backend) ... ok\ntest_api ... ok\ntest_db ... skipped 'no db'\n"
+             "Summary: 2/2\n",
+             "test_backend ... ok\ntest_api ... FAILED\ntest_db ... ERROR\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_format_recognised_passing(runner, script, name):
+    result, dummy = runner({"script": str(script)}, fake_run(FORMATS[name][0]))
+    assert result["failed"] is False, result["msg"]
+    assert result["format"] == name
+    assert result["pass_rate"] == 100.0 and result["failed_checks"] == []
+
+
+@pytest.mark.parametrize("name, failed", [
+    ("brackets", ["api"]), ("colon", ["api", "db"]), ("emoji", ["API", "DB"]), ("tap", ["api", "db"]),
+    ("dots", ["test_api", "test_db"]),
+])
+def test_format_recognised_failing(runner, script, name, failed):
+    result, dummy = runner({"script": str(script)}, fake_run(FORMATS[name][1], rc=1))
+    assert result["failed"] is True
+    assert result["format"] == name
+    assert result["failed_checks"] == failed
+    assert result["msg"].startswith("pass rate below the minimum 89%: ")
+
+
+def test_tap_details():
+    from ansible_collections.taylordash.rollback.plugins.module_utils._validate_output import detect_and_parse
+    detection = detect_and_parse(split_output("1..3\nok 1\nnot ok 2 - b # TODO later\nok 3 - c # skip slow\n"))
+    assert detection.name == "tap"
+    checks = detection.result.as_dict()["checks"]
+    assert checks == [{"name": "test 1", "status": "PASS", "detail": None},
+                      {"name": "b", "status": "SKIP", "detail": "later"},
+                      {"name": "c", "status": "SKIP", "detail": "slow"}]
+
+
+def test_tap_plan_must_match_the_test_lines(runner, script):
+    result, dummy = runner({"script": str(script)}, fake_run("1..9\nok 1 - a\nok 2 - b\n"))
+    assert result["failed"] is True and result["format"] == "tap"
+    assert "the TAP plan '1..9' announces 9 tests but 2 test lines were seen" in result["msg"]
+
+
+def test_rate_alone_must_match_the_check_lines(runner, script):
+    result, dummy = runner({"script": str(script)}, fake_run("PASS: a\nFAIL: b\nPass rate: 78%\n"))
+    assert result["failed"] is True and result["format"] == "colon"
+    assert "summary says a pass rate of 78% ('Pass rate: 78%') but the check lines show 1/2 (50%)" in result["msg"]
+    assert result["summary"] == {"passed": None, "total": None, "rate": 78.0, "line": "Pass rate: 78%"}
+
+
+@pytest.mark.parametrize("output, fragment", [
+    ("[PASS] a\nok 1 - b\n", "brackets (1 line, e.g. '[PASS] a'), tap (1 line, e.g. 'ok 1 - b')"),
+    ("\u2705 a\nFAIL: b\n", "colon (1 line, e.g. 'FAIL: b'), emoji (1 line, e.g. '\u2705 a')"),
+])
+def test_mixed_formats_fail_clearly(runner, script, output, fragment):
+    result, dummy = runner({"script": str(script)}, fake_run(output))
+    assert result["failed"] is True and result["format"] is None
+    assert result["msg"] == ("the output of %s mixes result formats: %s. Print one format, or set check_pattern "
+                             "(and summary_pattern) to the one to count." % (script, fragment))
+    assert result["stdout_lines"] == output.splitlines()
+
+
+def test_no_recognised_format_fails_as_before(runner, script):
+    result, dummy = runner({"script": str(script)}, fake_run("all good\n"))
+    assert result["failed"] is True and result["format"] == "brackets"
+    assert result["msg"].startswith("no check results found in the output of")
+
+
+def test_patterns_override_detection(runner, script):
+    # a TAP-looking output read with the user's pattern: detection is off
+    args = {"script": str(script), "check_pattern": r"^(?P<status>ok|not ok) \d+ - (?P<name>\S+)",
+            "pass_values": ["ok"], "fail_values": ["not ok"], "min_pass_rate": 50}
+    result, dummy = runner(args, fake_run("ok 1 - a\nnot ok 2 - b\n[PASS] c\n"))
+    assert result["failed"] is False and result["format"] == "custom"
+    assert result["passed"] == 1 and result["failed_checks"] == ["b"]
+
+
+def test_user_status_values_apply_to_the_bracket_format(runner, script):
+    args = {"script": str(script), "pass_values": ["OK"], "fail_values": ["KO"]}
+    result, dummy = runner(args, fake_run("[OK] a\n[KO] b\n"))
+    assert result["format"] == "brackets" and result["failed_checks"] == ["b"]
