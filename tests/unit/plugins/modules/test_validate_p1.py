@@ -556,12 +556,30 @@ def test_nul_in_script_path_is_refused(runner, tmp_path):
     assert result["msg"].startswith("script contains a NUL character")
 
 
-@pytest.mark.parametrize("args", [{"chdir": "\udcff.sh"}, {"check_pattern": "\ud800"}])
-def test_text_that_is_not_utf8_fails_cleanly(runner, script, args):
-    # found by the property test: ansible-core's invocation logging raised UnicodeEncodeError
-    result, calls = runner(dict(args, script=str(script)))
-    assert result["failed"] is True and not calls
-    assert "cannot be encoded as UTF-8" in result["msg"]
+@pytest.mark.parametrize("error, message", [
+    (UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates not allowed"), "cannot be encoded as UTF-8"),
+    (OverflowError("cannot convert Infinity to integer"), "An argument is out of range: cannot convert Infinity"),
+])
+def test_ansible_core_argument_errors_fail_cleanly(runner, script, monkeypatch, error, message):
+    # Found by the property test: ansible-core's own argument handling raised (its invocation
+    # logging encodes text as strict UTF-8; its int check overflows on infinity). Whether a
+    # surrogate even reaches the module depends on ansible-core's JSON decoding, so the error is
+    # raised here directly.
+    from ansible_collections.taylordash.rollback.plugins.module_utils import _safe_module
+    real = _safe_module.RollbackModule
+    calls = []
+
+    def first_raises(*args, **kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_safe_module, "RollbackModule", first_raises)
+    result, ran = runner({"script": str(script), "env": {"API_KEY": "s3cr3t-value"}})
+    assert result["failed"] is True and not ran
+    assert message in result["msg"]
+    assert "s3cr3t-value" not in json.dumps(result)
 
 
 # -------------------------------------------------------- result formats (issue 11) ----
