@@ -33,7 +33,11 @@ def seconds_problem(name, value, allow_zero=False, maximum=MAX_SECONDS):
     what is wrong: not finite, negative, zero when zero is not allowed, or over ``maximum``."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    try:
+        finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:
         return '%s must be a finite number of seconds, got %s' % (name, fmt_number(value))
     if value < 0 and allow_zero:
         return '%s must not be negative, got %s' % (name, fmt_number(value))

@@ -29,6 +29,7 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._seconds impor
     (float("nan"), False, "t must be a finite number of seconds, got nan"),
     (float("inf"), True, "t must be a finite number of seconds, got inf"),
     (float("-inf"), False, "t must be a finite number of seconds, got -inf"),
+    (10 ** 400, False, "t must be a finite number of seconds, got 1" + "0" * 400),
 ])
 def test_seconds_problem(value, allow_zero, expected):
     assert seconds_problem("t", value, allow_zero=allow_zero) == expected
