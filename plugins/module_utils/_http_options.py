@@ -6,8 +6,8 @@
 """The HTTP options the collection's HTTP modules share, and their checks.
 
 One argument spec per group of options, with one default each; the documentation of the same
-options is ``plugins/doc_fragments/http.py`` (``taylordash.rollback.http`` for the client
-options, ``taylordash.rollback.http.request`` for what one request is). Every check runs before
+options is ``plugins/doc_fragments/http_options.py`` (``taylordash.rollback.http_options`` for the client
+options, ``taylordash.rollback.http_options.request`` for what one request is). Every check runs before
 the first request, so a bad setting fails with a message instead of a traceback, a hang or a
 request to the wrong place:
 

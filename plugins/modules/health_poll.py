@@ -21,8 +21,8 @@ version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 extends_documentation_fragment:
   - taylordash.rollback.attributes
-  - taylordash.rollback.http
-  - taylordash.rollback.http.request
+  - taylordash.rollback.http_options
+  - taylordash.rollback.http_options.request
 attributes:
   check_mode:
     support: full

@@ -31,7 +31,7 @@ description:
 author: TaylorDash operations team (@taylordash)
 extends_documentation_fragment:
   - taylordash.rollback.attributes
-  - taylordash.rollback.http
+  - taylordash.rollback.http_options
 attributes:
   check_mode:
     support: full

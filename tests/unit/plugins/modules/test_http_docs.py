@@ -1,4 +1,4 @@
-"""The shared HTTP options are documented once (doc_fragments/http.py) and specified once
+"""The shared HTTP options are documented once (doc_fragments/http_options.py) and specified once
 (module_utils/_http_options.py): every module's documentation, fragments merged, matches its
 argument spec, and http_latency's per-endpoint request keys match the request fragment."""
 from __future__ import annotations
@@ -24,8 +24,8 @@ def _same(doc, spec, where):
 
 
 def test_fragments_match_the_shared_specs():
-    _same(fragment("taylordash.rollback.http")["options"], http.client_argument_spec(), "client")
-    _same(fragment("taylordash.rollback.http.request")["options"], http.request_argument_spec(), "request")
+    _same(fragment("taylordash.rollback.http_options")["options"], http.client_argument_spec(), "client")
+    _same(fragment("taylordash.rollback.http_options.request")["options"], http.request_argument_spec(), "request")
 
 
 @pytest.mark.parametrize("module", [health_poll, http_latency, validate_p1])
@@ -51,7 +51,7 @@ def test_attributes_and_timing_documented(module):
 
 
 def test_http_latency_endpoint_keys_are_the_shared_request_options():
-    request = fragment("taylordash.rollback.http.request")["options"]
+    request = fragment("taylordash.rollback.http_options.request")["options"]
     endpoint = merged_documentation(http_latency)["options"]["endpoints"]["suboptions"]
     for name, entry in request.items():
         for key in ("type", "default", "choices", "elements", "required"):

@@ -10,8 +10,8 @@ __metaclass__ = type
 class ModuleDocFragment(object):
     """The HTTP options every HTTP module of this collection shares, with one default each.
 
-    ``taylordash.rollback.http``: how requests are sent (deadlines, TLS, proxy, redirects, body
-    size). ``taylordash.rollback.http.request``: what one request is and what a good answer is,
+    ``taylordash.rollback.http_options``: how requests are sent (deadlines, TLS, proxy, redirects, body
+    size). ``taylordash.rollback.http_options.request``: what one request is and what a good answer is,
     for a module that sends one kind of request (a module with several, such as http_latency,
     takes the same keys per endpoint). The argument specs are
     plugins/module_utils/_http_options.py ``client_argument_spec()`` and
