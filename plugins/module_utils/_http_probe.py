@@ -103,12 +103,14 @@ def probe(url, method='GET', headers=None, body=None, timeout=5.0, validate_cert
     if opener is None:
         opener = build_opener(validate_certs=validate_certs, ca_path=ca_path,
                               follow_redirects=follow_redirects, use_proxy=use_proxy)
-    data = to_bytes(body) if body is not None else None
-    request = urllib_request.Request(url, data=data, method=method.upper())
-    for name, value in (headers or {}).items():
-        request.add_header(to_text(name), to_text(value))
     started = clock()
     try:
+        # Inside the try: a URL or header the modules' checks let through is a failed request,
+        # never a traceback.
+        data = to_bytes(body) if body is not None else None
+        request = urllib_request.Request(url, data=data, method=method.upper())
+        for name, value in (headers or {}).items():
+            request.add_header(to_text(name), to_text(value))
         response = opener.open(request, timeout=timeout)
         try:
             text, truncated = _read_bounded(response, max_body)

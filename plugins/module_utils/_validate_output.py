@@ -112,11 +112,15 @@ def _compile(pattern, option, required, optional):
 
 
 class Patterns(object):
-    """Compiled patterns and status vocabulary. Build with :func:`build_patterns`."""
+    """Compiled patterns and status vocabulary. Build with :func:`build_patterns` (one format, the
+    default or the user's) or :func:`format_patterns` (one of the formats recognised without any
+    pattern set). ``summaries`` are tried in order; the first is ``summary``."""
 
-    def __init__(self, check, summary, values):
+    def __init__(self, check, summary, values, extra_summaries=(), name='custom'):
         self.check = check
         self.summary = summary
+        self.summaries = [summary] + list(extra_summaries)
+        self.name = name
         self.values = values  # {PASS: [...], ...} as given
         self._lookup = {}
         for status in STATUSES:
@@ -197,10 +201,11 @@ def _rate_tolerance(rate_text):
 class ParseResult(object):
     """What the output says. ``problems`` lists contradictions; the caller decides what to do."""
 
-    def __init__(self, checks, summary, summaries, unrecognized, lines_seen):
+    def __init__(self, checks, summary, summaries, unrecognized, lines_seen, plans=()):
         self.checks = checks
         self.summary = summary
         self.summaries = summaries
+        self.plans = list(plans)
         self.unrecognized = unrecognized
         self.lines_seen = lines_seen
         self.passed = sum(1 for c in checks if c.status in (PASS, WARN))
@@ -243,15 +248,31 @@ class ParseResult(object):
     def _cross_check(self):
         problems = []
         distinct = []
-        for summary in self.summaries:
+        counted = [summary for summary in self.summaries if summary['passed'] is not None]
+        for summary in counted:
             key = (summary['passed'], summary['total'])
             if key not in distinct:
                 distinct.append(key)
         if len(distinct) > 1:
             problems.append('the output has %d summary lines that disagree: %s'
-                            % (len(self.summaries), ', '.join('%d/%d' % k for k in distinct)))
+                            % (len(counted), ', '.join('%d/%d' % k for k in distinct)))
+        for plan in self.plans:
+            if plan['plan'] != len(self.checks):
+                seen = len(self.checks)
+                problems.append("the TAP plan '%s' announces %s but %d test line%s seen"
+                                % (plan['line'], _plural(plan['plan'], 'test'), seen,
+                                   ' was' if seen == 1 else 's were'))
+        for summary in self.summaries:
+            if summary['passed'] is not None or summary['rate'] is None:
+                continue
+            # A rate alone ("Pass rate: 78%") is compared with the check lines.
+            actual = 0.0 if self.pass_rate is None else self.pass_rate
+            if abs(actual - summary['rate']) > _rate_tolerance(summary['rate_text']):
+                problems.append("summary says a pass rate of %s%% ('%s') but the check lines show %d/%d (%s%%)"
+                                % (summary['rate_text'], summary['line'], self.passed, self.total,
+                                   _rate_str(actual)))
         summary = self.summary
-        if summary is None:
+        if summary is None or summary['passed'] is None:
             return problems
         said = '%d/%d' % (summary['passed'], summary['total'])
         if summary['passed'] > summary['total']:
@@ -303,39 +324,62 @@ def parse_lines(lines, patterns=None):
     """
     if patterns is None:
         patterns = build_patterns()
-    checks, summaries, unrecognized = [], [], []
+    checks, summaries, unrecognized, plans = [], [], [], []
     seen = 0
     for line_no, raw in enumerate(lines, 1):
         line = clean_line(raw)
         if not line.strip():
             continue
         seen += 1
-        match = patterns.summary.search(line)
-        if match:
-            rate_text = match.groupdict().get('rate')
-            summaries.append({
-                'passed': int(match.group('passed')),
-                'total': int(match.group('total')),
-                'rate': float(rate_text) if rate_text else None,
-                'rate_text': rate_text,
-                'line': line.strip(),
-                'line_no': line_no,
-            })
+        summary = _summary(patterns, line, line_no)
+        if summary is not None:
+            (plans if 'plan' in summary else summaries).append(summary)
             continue
         match = patterns.check.search(line)
         if not match:
             continue
+        groups = match.groupdict()
         raw_status = (match.group('status') or '').strip()
+        if groups.get('directive'):  # TAP: "ok 3 - name # SKIP reason"
+            raw_status = groups['directive']
         name = (match.group('name') or '').strip()
-        detail = match.groupdict().get('detail')
+        if not name and groups.get('number'):  # TAP: "ok 3" names no test
+            name = 'test %s' % groups['number']
+        detail = groups.get('detail')
         detail = detail.strip() if detail and detail.strip() else None
         status = patterns.classify(raw_status)
         if status is None or not name:
             unrecognized.append({'line_no': line_no, 'status': raw_status, 'name': name, 'line': line.strip()})
             continue
         checks.append(Check(name, status, detail, raw_status, line_no))
-    summary = summaries[-1] if summaries else None
-    return ParseResult(checks, summary, summaries, unrecognized, seen)
+    counted = [item for item in summaries if item['passed'] is not None]
+    summary = counted[-1] if counted else (summaries[-1] if summaries else None)
+    return ParseResult(checks, summary, summaries, unrecognized, seen, plans)
+
+
+def _summary(patterns, line, line_no):
+    """The summary a line states (``passed``/``total`` None for a rate alone; a ``plan`` for TAP's
+    ``1..N``), or None."""
+    for pattern in patterns.summaries:
+        match = pattern.search(line)
+        if not match:
+            continue
+        groups = match.groupdict()
+        if groups.get('plan') is not None:
+            return {'plan': int(groups['plan']), 'line': line.strip(), 'line_no': line_no}
+        rate_text = groups.get('rate')
+        passed, total = groups.get('passed'), groups.get('total')
+        if (passed is None or total is None) and rate_text is None:
+            continue
+        return {
+            'passed': int(passed) if passed is not None and total is not None else None,
+            'total': int(total) if passed is not None and total is not None else None,
+            'rate': float(rate_text) if rate_text else None,
+            'rate_text': rate_text,
+            'line': line.strip(),
+            'line_no': line_no,
+        }
+    return None
 
 
 def parse_output(text, patterns=None):
@@ -362,3 +406,92 @@ def describe_checks(checks, limit=20):
     if len(checks) > limit:
         parts.append('and %d more' % (len(checks) - limit))
     return ', '.join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Formats recognised without any pattern set. Each has its own status words; the bracket format
+# (the reference stack's, and the default) takes the user's pass_values/fail_values/... .
+
+# Summary lines any format may print; tried after the format's own.
+_SUMMARIES = (
+    # "Summary: 7/9", "Summary: 7/9 checks passed (77.8%)", "📊 Summary: 7/9 tests"
+    r'(?i)^\s*(?:\S+\s+)?Summary:\s*(?P<passed>\d+)\s*/\s*(?P<total>\d+)'
+    r'(?:\s+(?:checks?|tests?)(?:\s+passed)?)?(?:\s*\(\s*(?P<rate>\d+(?:\.\d+)?)\s*%\s*\))?\s*$',
+    # "Pass rate: 78%", "📊 Pass rate: 66.7% (2/3)"
+    r'(?i)^\s*(?:\S+\s+)?Pass\s+rate:\s*(?P<rate>\d+(?:\.\d+)?)\s*%'
+    r'(?:\s*\(\s*(?P<passed>\d+)\s*/\s*(?P<total>\d+)\s*\))?',
+    # "7 of 9 checks passed", "7 out of 9 tests passed"
+    r'(?i)^\s*(?:\S+\s+)?(?P<passed>\d+)\s+(?:of|out\s+of)\s+(?P<total>\d+)\s+(?:checks?|tests?)\s+passed',
+)
+
+_FORMATS = (
+    # name, check pattern, extra summary patterns, values
+    ('brackets', DEFAULT_CHECK_PATTERN, (), None),
+    ('colon',
+     r'^\s*(?P<status>PASS(?:ED)?|FAIL(?:ED)?|OK|ERROR|SKIP(?:PED)?|WARN(?:ING)?)\s*:\s+(?P<name>\S+)'
+     r'(?:\s+(?:-\s+)?(?P<detail>.*?))?\s*$',
+     (), {PASS: ['PASS', 'PASSED', 'OK'], FAIL: ['FAIL', 'FAILED', 'ERROR'], SKIP: ['SKIP', 'SKIPPED'],
+          WARN: ['WARN', 'WARNING']}),
+    ('emoji',
+     '^\\s*(?P<status>\u2705|\u274c|\u26a0\ufe0f?|\u23ed\ufe0f?)\\s*(?P<name>.+?)(?:\\s+-\\s+(?P<detail>.*))?\\s*$',
+     (), {PASS: ['\u2705'], FAIL: ['\u274c'], SKIP: ['\u23ed\ufe0f'], WARN: ['\u26a0\ufe0f']}),
+    ('tap',
+     r'^\s*(?P<status>not ok|ok)\b(?:\s+(?P<number>\d+))?\s*(?:-\s*)?(?P<name>[^#]*?)\s*'
+     r'(?:#\s*(?:(?P<directive>(?i:SKIP|TODO))\S*\s*)?(?P<detail>.*))?$',
+     (r'^\s*1\.\.(?P<plan>\d+)\b',), {PASS: ['ok'], FAIL: ['not ok'], SKIP: ['SKIP', 'TODO'], WARN: []}),
+    ('dots',
+     r'^\s*(?P<name>\S.*?)\s+\.\.\.\s+(?P<status>ok|PASS(?:ED)?|FAIL(?:ED)?|ERROR|skipped|SKIP)\b'
+     r'\s*(?P<detail>.*?)\s*$',
+     (), {PASS: ['ok', 'PASS', 'PASSED'], FAIL: ['FAIL', 'FAILED', 'ERROR'], SKIP: ['skipped', 'SKIP'], WARN: []}),
+)
+
+FORMAT_NAMES = tuple(item[0] for item in _FORMATS)
+
+
+def format_patterns(name, bracket_patterns=None):
+    """The Patterns of one recognised format. ``bracket_patterns`` (from :func:`build_patterns`
+    without patterns) carries the user's status lists for the bracket format."""
+    for fmt, check, extra, values in _FORMATS:
+        if fmt != name:
+            continue
+        summaries = [re.compile(p) for p in extra + _SUMMARIES]
+        if values is None:
+            base = bracket_patterns or build_patterns()
+            return Patterns(base.check, base.summary, base.values, summaries, name=fmt)
+        return Patterns(re.compile(check), summaries[0], values, summaries[1:], name=fmt)
+    raise ValueError('unknown format %s' % name)
+
+
+class Detection(object):
+    """Which format the output is in: ``name`` and ``result`` (a ParseResult), or ``mixed``, a list
+    of ``(name, lines, example)`` when more than one format has result lines."""
+
+    def __init__(self, name, result, mixed=()):
+        self.name = name
+        self.result = result
+        self.mixed = list(mixed)
+
+    def describe_mixed(self):
+        return ', '.join("%s (%s, e.g. '%s')" % (name, _plural(count, 'line'), example)
+                         for name, count, example in self.mixed)
+
+
+def detect_and_parse(lines, bracket_patterns=None):
+    """Parse ``lines`` in the one format whose result lines they hold. No format found: the bracket
+    format's result (its "no check results" and contradiction problems apply, as before)."""
+    lines = list(lines)
+    found = []
+    for name in FORMAT_NAMES:
+        result = parse_lines(lines, format_patterns(name, bracket_patterns))
+        result_lines = [c.line_no for c in result.checks] + [u['line_no'] for u in result.unrecognized]
+        if result_lines:
+            found.append((name, result, sorted(result_lines)))
+    if len(found) == 1:
+        return Detection(found[0][0], found[0][1])
+    if not found:
+        return Detection('brackets', parse_lines(lines, format_patterns('brackets', bracket_patterns)))
+    mixed = []
+    for name, result, result_lines in found:
+        example = clean_line(lines[result_lines[0] - 1]).strip()
+        mixed.append((name, len(result_lines), example if len(example) <= 80 else example[:77] + '...'))
+    return Detection(None, None, mixed)

@@ -19,60 +19,27 @@ description:
   - Read-only; it never changes anything and polls for real in check mode too.
 version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
+extends_documentation_fragment:
+  - taylordash.rollback.attributes
+  - taylordash.rollback.http_options
+  - taylordash.rollback.http_options.request
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - The module only reads, so it polls in check mode exactly as in a normal run.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in diff_mode mode).
     support: none
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
-  action_group:
-    description: Use C(group/taylordash.rollback.rollback) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - taylordash.rollback.rollback
 options:
-  url:
-    description: HTTP or HTTPS URL to poll.
-    type: str
-    required: true
-  method:
-    description: HTTP method.
-    type: str
-    default: GET
-    choices: [GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS]
-  body:
-    description: Request body, sent as given (set a C(Content-Type) in O(headers) if the server needs one).
-    type: str
-  headers:
-    description:
-      - Request headers, for example an C(X-API-Key).
-      - Treated as secret as a whole (C(no_log)); results list the header names only, and Ansible
-        masks each value wherever it would appear in output, so a short, common value (say V(1))
-        also masks that text elsewhere in the result.
-    type: dict
-    default: {}
-  timeout:
-    description: Deadline in seconds for the whole poll, from the first request.
-    type: float
-    default: 60
   interval:
     description:
       - Seconds between the starts of two requests. A request that takes longer than this is
         followed at once by the next one.
+      - From V(0) to V(86400).
     type: float
     default: 0.25
-  request_timeout:
-    description:
-      - Seconds one request may take; a slower answer counts as a failure.
-      - Never more than what is left until the deadline.
-    type: float
-    default: 5
   success_threshold:
     description:
       - Number of successful answers in a row needed to call the endpoint healthy. A failed answer
@@ -80,42 +47,12 @@ options:
       - Two by default, so a single lucky answer from a flapping service is not enough.
     type: int
     default: 2
-  status_codes:
-    description: HTTP status codes that count as success.
-    type: list
-    elements: int
-    default: [200]
-  body_regex:
-    description:
-      - Python regular expression that must be found (C(re.search)) in the body for success.
-      - Only the first O(max_body_bytes) bytes of the body are searched.
-    type: str
-  max_body_bytes:
-    description: How many bytes of each answer body are read.
-    type: int
-    default: 65536
-  validate_certs:
-    description: Verify the server certificate and host name of an HTTPS URL.
-    type: bool
-    default: true
-  ca_path:
-    description: PEM file of CA certificates to verify the server with, for a private CA.
-    type: path
-  follow_redirects:
-    description:
-      - Follow 3xx redirects. Off by default, so a redirect (for example HTTP to HTTPS) shows as its
-        own status code, as with C(curl) without C(-L).
-    type: bool
-    default: false
-  use_proxy:
-    description: Use the proxy given by the C(http_proxy)/C(https_proxy) environment variables, if any.
-    type: bool
-    default: true
 notes:
   - The poll loop runs on a monotonic clock and sleeps only for what is left of O(interval), never
     past the deadline.
   - RV(elapsed) counts from the start of the first request to the end of the request that made the
     endpoint healthy.
+  - O(timeout) is the deadline of the whole poll.
 seealso:
   - module: ansible.builtin.uri
   - module: ansible.builtin.wait_for
@@ -155,7 +92,7 @@ healthy:
   type: bool
   sample: true
 url:
-  description: The polled URL.
+  description: The polled URL, with credentials in it masked.
   returned: always
   type: str
   sample: http://localhost:3000/health/ready
@@ -229,13 +166,22 @@ msg:
   returned: always
   type: str
   sample: http://localhost:3000/health/ready healthy after 0.74 s (2 successes in a row, 5 attempts).
+timing:
+  description: When the module started and ended (ISO 8601, UTC) and how many seconds it ran.
+  returned: always
+  type: dict
+  sample: {start: "2025-06-01T12:00:00.000000+00:00", end: "2025-06-01T12:00:00.743000+00:00", seconds: 0.743}
 """
 
-import re
 import time
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.taylordash.rollback.plugins.module_utils._http_options import (
+    client_problems,
+    display_url,
+    http_argument_spec,
+    request_headers,
+    request_problems,
+)
 from ansible_collections.taylordash.rollback.plugins.module_utils._http_probe import (
     build_opener,
     probe,
@@ -243,6 +189,12 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._http_probe im
 from ansible_collections.taylordash.rollback.plugins.module_utils._latency import (
     latency_figures as shared_latency_figures,
 )
+from ansible_collections.taylordash.rollback.plugins.module_utils._masking import (
+    mask_secrets_only,
+    masked_invocation,
+)
+from ansible_collections.taylordash.rollback.plugins.module_utils._safe_module import build_module
+from ansible_collections.taylordash.rollback.plugins.module_utils._seconds import seconds_problem
 
 
 def latency_figures(values):
@@ -328,52 +280,38 @@ class Poller(object):
         )
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            url=dict(type='str', required=True),
-            method=dict(type='str', default='GET',
-                        choices=['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']),
-            body=dict(type='str'),
-            headers=dict(type='dict', default={}, no_log=True),
-            timeout=dict(type='float', default=60),
-            interval=dict(type='float', default=0.25),
-            request_timeout=dict(type='float', default=5),
-            success_threshold=dict(type='int', default=2),
-            status_codes=dict(type='list', elements='int', default=[200]),
-            body_regex=dict(type='str'),
-            max_body_bytes=dict(type='int', default=65536),
-            validate_certs=dict(type='bool', default=True),
-            ca_path=dict(type='path'),
-            follow_redirects=dict(type='bool', default=False),
-            use_proxy=dict(type='bool', default=True),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    spec = http_argument_spec()
+    spec.update(
+        interval=dict(type='float', default=0.25),
+        success_threshold=dict(type='int', default=2),
     )
-    p = module.params
-    url = p['url']
-    base = dict(changed=False, url=url, request_headers=sorted(p['headers']))
+    return spec
 
-    problems = []
-    if not re.match(r'^https?://[^/\s]+', url, re.IGNORECASE):
-        problems.append("url '%s' is not an http:// or https:// URL" % url)
-    for name in ('timeout', 'request_timeout'):
-        if p[name] <= 0:
-            problems.append('%s must be more than 0 seconds, got %s' % (name, p[name]))
-    if p['interval'] < 0:
-        problems.append('interval must not be negative, got %s' % p['interval'])
+
+def check_params(p):
+    """Problems with the arguments (texts for one message), the checked URL and the compiled
+    body pattern. Every check runs before the first request."""
+    problems, target, body_pattern = request_problems(p)
+    problems.extend(client_problems(p))
+    problem = seconds_problem('interval', p['interval'], allow_zero=True)
+    if problem:
+        problems.append(problem)
     if p['success_threshold'] < 1:
         problems.append('success_threshold must be at least 1, got %s' % p['success_threshold'])
-    if p['max_body_bytes'] < 0:
-        problems.append('max_body_bytes must not be negative, got %s' % p['max_body_bytes'])
-    if not p['status_codes']:
-        problems.append('status_codes must list at least one status code')
-    body_pattern = None
-    if p['body_regex'] is not None:
-        try:
-            body_pattern = re.compile(p['body_regex'])
-        except re.error as exc:
-            problems.append('body_regex %r is not a valid regular expression: %s' % (p['body_regex'], exc))
+    return problems, target, body_pattern
+
+
+def main():
+    spec = argument_spec()
+    module = build_module(spec, supports_check_mode=True)
+    # A short header or body value (say 1) is no secret: masking it would garble the figures.
+    mask_secrets_only(module)
+    p = module.params
+    problems, target, body_pattern = check_params(p)
+    shown_url = target.display if target is not None else display_url(p['url'])
+    base = dict(changed=False, url=shown_url, request_headers=sorted(p['headers']),
+                invocation=masked_invocation(spec, p, replace=dict(url=shown_url)))
     if problems:
         module.fail_json(msg='; '.join(problems), healthy=False, **base)
 
@@ -381,11 +319,13 @@ def main():
         opener = build_opener(validate_certs=p['validate_certs'], ca_path=p['ca_path'],
                               follow_redirects=p['follow_redirects'], use_proxy=p['use_proxy'])
     except (IOError, OSError, ValueError) as exc:
-        module.fail_json(msg='Cannot set up TLS for %s (ca_path %s): %s' % (url, p['ca_path'], exc),
+        module.fail_json(msg='Cannot set up TLS for %s (ca_path %s): %s' % (shown_url, p['ca_path'], exc),
                          healthy=False, **base)
 
+    headers = request_headers(p['headers'], target)
+
     def send(budget):
-        return probe(url, method=p['method'], headers=p['headers'], body=p['body'],
+        return probe(target.url, method=p['method'], headers=headers, body=p['body'],
                      timeout=budget, max_body=p['max_body_bytes'], opener=opener)
 
     poller = Poller(send, timeout=p['timeout'], interval=p['interval'],
@@ -394,6 +334,7 @@ def main():
                     status_codes=p['status_codes'], body_pattern=body_pattern)
     result = poller.run()
     result.update(base)
+    url = shown_url
     if result['healthy']:
         result['msg'] = '%s healthy after %.2f s (%d success%s in a row, %d attempt%s).' % (
             url, result['elapsed'], result['consecutive_successes'],

@@ -29,26 +29,24 @@ description:
     O(samples=1).
   - Read-only; it sends the same requests in check mode.
 author: TaylorDash operations team (@taylordash)
+extends_documentation_fragment:
+  - taylordash.rollback.attributes
+  - taylordash.rollback.http_options
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - The module only reads, so it samples in check mode exactly as in a normal run.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
-  action_group:
-    description: Use C(group/taylordash.rollback.rollback) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - taylordash.rollback.rollback
 options:
   endpoints:
-    description: The endpoints to sample, each with its own request, expectations and targets.
+    description:
+      - The endpoints to sample, each with its own request, expectations and targets.
+      - The request keys (C(url), C(method), C(headers), C(body), C(status_codes), C(body_regex))
+        are the ones every HTTP module of the collection takes, with the same defaults.
     type: list
     elements: dict
     required: true
@@ -58,7 +56,10 @@ options:
         type: str
         required: true
       url:
-        description: HTTP or HTTPS URL.
+        description:
+          - HTTP or HTTPS URL. Credentials in it are sent as Basic authentication and never shown.
+          - The host is an IP address or a host name (ASCII letters, digits, C(-), C(_) and dots), the
+            port from V(1) to V(65535).
         type: str
         required: true
       method:
@@ -68,22 +69,25 @@ options:
         choices: [GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS]
       headers:
         description:
-          - Request headers, for example C(X-API-Key) or C(Content-Type).
+          - Request headers, for example an C(X-API-Key) or a C(Content-Type).
           - Secret (C(no_log)); results list the header names only.
         type: dict
         default: {}
       body:
         description:
-          - Request body, sent as given; set C(Content-Type) in C(headers).
+          - Request body, sent as given (set a C(Content-Type) in O(endpoints[].headers) if the
+            server needs one).
           - Secret (C(no_log)), since a login body carries a password.
         type: str
       status_codes:
-        description: HTTP status codes of a good answer.
+        description: HTTP status codes of a good answer, each from V(100) to V(599).
         type: list
         elements: int
         default: [200]
       body_regex:
-        description: Python regular expression that must be found in the body of a good answer.
+        description:
+          - Python regular expression that must be found (C(re.search)) in the body of a good answer.
+          - Only the first O(max_body_bytes) bytes of the body are searched.
         type: str
       json_type:
         description: The body of a good answer must be a JSON value of this type.
@@ -95,10 +99,14 @@ options:
             value. The value itself is never returned.
         type: str
       max_p50:
-        description: Highest acceptable median latency in seconds. No limit when unset.
+        description:
+          - Highest acceptable median latency in seconds, more than V(0) and at most V(86400). No
+            limit when unset.
         type: float
       max_p95:
-        description: Highest acceptable 95th percentile latency in seconds. No limit when unset.
+        description:
+          - Highest acceptable 95th percentile latency in seconds, more than V(0) and at most
+            V(86400). No limit when unset.
         type: float
   samples:
     description:
@@ -111,35 +119,16 @@ options:
     description: Requests per endpoint sent first and not counted (connection set-up, cold caches).
     type: int
     default: 0
-  timeout:
-    description:
-      - Seconds the whole run may take. No request starts after it, and none runs past it; an
-        endpoint that did not get all its samples by then fails.
-    type: float
-    default: 60
-  request_timeout:
-    description: Seconds one request may take; a slower answer counts as a bad answer (timed out).
-    type: float
-    default: 5
   interval:
-    description: Seconds to pause after each round of requests.
+    description: Seconds to pause after each round of requests, from V(0) to V(86400).
     type: float
     default: 0
-  validate_certs:
-    description: Verify the certificate and host name of HTTPS endpoints.
-    type: bool
-    default: true
-  ca_path:
-    description: PEM file of CA certificates for HTTPS endpoints with a private CA.
-    type: path
-  max_body_bytes:
-    description: Bytes of each answer read for the checks; a JSON answer longer than this fails the JSON checks.
-    type: int
-    default: 1048576
 notes:
   - Latency is wall time from before connecting to the end of reading the body (like
     C(curl -w %{time_total})), on a monotonic clock. Each request uses a new connection.
   - Only good answers count in the latency figures; bad answers are counted in RV(endpoints[].errors).
+  - O(timeout) is the deadline of the whole run; an endpoint that did not get all its samples by
+    then fails.
 seealso:
   - module: taylordash.rollback.health_poll
   - module: taylordash.rollback.validate_p1
@@ -211,6 +200,11 @@ failed_endpoints:
   type: list
   elements: str
   sample: [api_projects]
+timing:
+  description: When the module started and ended (ISO 8601, UTC) and how many seconds it ran.
+  returned: always
+  type: dict
+  sample: {start: "2025-06-01T12:00:00.000000+00:00", end: "2025-06-01T12:00:00.213000+00:00", seconds: 0.213}
 deadline_reached:
   description: Whether O(timeout) passed before every sample was taken.
   returned: success or when sampling ran
@@ -232,7 +226,7 @@ endpoints:
       type: str
       sample: api_projects
     url:
-      description: The endpoint's URL.
+      description: The endpoint's URL, with credentials in it masked.
       type: str
       sample: http://localhost:3000/api/v1/projects
     method:
@@ -318,13 +312,24 @@ endpoints:
       sample: "api_projects: p50 0.004 s, p95 0.007 s over 10 samples (target 0.5 s)"
 """
 
-import re
 import time
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.taylordash.rollback.plugins.module_utils._http_options import (
+    client_argument_spec,
+    client_problems,
+    display_url,
+    request_argument_spec,
+    request_headers,
+    request_problems,
+)
 from ansible_collections.taylordash.rollback.plugins.module_utils._http_probe import build_opener, probe
 from ansible_collections.taylordash.rollback.plugins.module_utils._latency import EndpointVerdict, judge_answer
+from ansible_collections.taylordash.rollback.plugins.module_utils._masking import (
+    mask_secrets_only,
+    masked_invocation,
+)
+from ansible_collections.taylordash.rollback.plugins.module_utils._safe_module import build_module
+from ansible_collections.taylordash.rollback.plugins.module_utils._seconds import seconds_problem
 
 # A request is not started with less time than this left before the deadline.
 MIN_REQUEST_BUDGET = 0.05
@@ -399,19 +404,16 @@ class Sampler(object):
 
 def check_params(params):
     """Problems with the arguments (texts for one message), and the endpoints with body_regex
-    compiled. module.params is left as it is: it goes back as the task's invocation."""
-    problems = []
-    for name in ('timeout', 'request_timeout'):
-        if params[name] <= 0:
-            problems.append('%s must be more than 0 seconds, got %s' % (name, params[name]))
+    compiled (``_pattern``) and the URL checked (``_target``). module.params is left as it is:
+    it goes back as the task's invocation."""
+    problems = client_problems(params)
     if params['samples'] < 1:
         problems.append('samples must be at least 1, got %s' % params['samples'])
     if params['warmup'] < 0:
         problems.append('warmup must not be negative, got %s' % params['warmup'])
-    if params['interval'] < 0:
-        problems.append('interval must not be negative, got %s' % params['interval'])
-    if params['max_body_bytes'] < 1:
-        problems.append('max_body_bytes must be at least 1, got %s' % params['max_body_bytes'])
+    problem = seconds_problem('interval', params['interval'], allow_zero=True)
+    if problem:
+        problems.append(problem)
     endpoints = params['endpoints'] or []
     prepared = []
     if not endpoints:
@@ -422,21 +424,19 @@ def check_params(params):
         if name in seen:
             problems.append('endpoint name %s is used twice; names must be unique' % name)
         seen.add(name)
-        if not re.match(r'^https?://[^/\s]+', ep['url'], re.IGNORECASE):
-            problems.append("%s: url '%s' is not an http:// or https:// URL" % (name, ep['url']))
-        if not ep['status_codes']:
-            problems.append('%s: status_codes must list at least one status code' % name)
+        found, target, pattern = request_problems(ep, prefix='%s: ' % name)
+        problems.extend(found)
         for key in ('max_p50', 'max_p95'):
-            if ep[key] is not None and ep[key] <= 0:
-                problems.append('%s: %s must be more than 0 seconds, got %s' % (name, key, ep[key]))
-        entry = dict(ep, _pattern=None)
-        if ep['body_regex'] is not None:
-            try:
-                entry['_pattern'] = re.compile(ep['body_regex'])
-            except re.error as exc:
-                problems.append('%s: body_regex %r is not a valid regular expression: %s' % (name, ep['body_regex'], exc))
-        prepared.append(entry)
+            problem = seconds_problem(key, ep[key])
+            if problem:
+                problems.append('%s: %s' % (name, problem))
+        prepared.append(dict(ep, _pattern=pattern, _target=target))
     return problems, prepared
+
+
+def shown_url(ep):
+    target = ep.get('_target')
+    return target.display if target is not None else display_url(ep['url'])
 
 
 def summarise(verdicts):
@@ -448,47 +448,49 @@ def summarise(verdicts):
                                          '; '.join(v.describe() for v in verdicts))
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            endpoints=dict(type='list', elements='dict', required=True, options=dict(
-                name=dict(type='str', required=True),
-                url=dict(type='str', required=True),
-                method=dict(type='str', default='GET',
-                            choices=['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']),
-                headers=dict(type='dict', default={}, no_log=True),
-                body=dict(type='str', no_log=True),
-                status_codes=dict(type='list', elements='int', default=[200]),
-                body_regex=dict(type='str'),
-                json_type=dict(type='str', choices=['list', 'object']),
-                json_key=dict(type='str', no_log=False),
-                max_p50=dict(type='float'),
-                max_p95=dict(type='float'),
-            )),
-            samples=dict(type='int', default=10),
-            warmup=dict(type='int', default=0),
-            timeout=dict(type='float', default=60),
-            request_timeout=dict(type='float', default=5),
-            interval=dict(type='float', default=0),
-            validate_certs=dict(type='bool', default=True),
-            ca_path=dict(type='path'),
-            max_body_bytes=dict(type='int', default=1048576),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    endpoint = request_argument_spec()
+    endpoint.update(
+        name=dict(type='str', required=True),
+        json_type=dict(type='str', choices=['list', 'object']),
+        json_key=dict(type='str', no_log=False),
+        max_p50=dict(type='float'),
+        max_p95=dict(type='float'),
     )
+    spec = client_argument_spec()
+    spec.update(
+        endpoints=dict(type='list', elements='dict', required=True, options=endpoint),
+        samples=dict(type='int', default=10),
+        warmup=dict(type='int', default=0),
+        interval=dict(type='float', default=0),
+    )
+    return spec
+
+
+def main():
+    spec = argument_spec()
+    module = build_module(spec, supports_check_mode=True)
+    # A short header or body value (say 1) is no secret: masking it would garble the figures.
+    mask_secrets_only(module)
     params = module.params
-    base = dict(changed=False, passed=False, failed_endpoints=[])
     problems, endpoints = check_params(params)
+    invocation = masked_invocation(spec, params)
+    for entry, ep in zip(invocation['module_args'].get('endpoints') or [], endpoints):
+        entry['url'] = shown_url(ep)
+    base = dict(changed=False, passed=False, failed_endpoints=[], invocation=invocation)
     if problems:
         module.fail_json(msg='; '.join(problems), **base)
     try:
-        opener = build_opener(validate_certs=params['validate_certs'], ca_path=params['ca_path'])
+        opener = build_opener(validate_certs=params['validate_certs'], ca_path=params['ca_path'],
+                              follow_redirects=params['follow_redirects'], use_proxy=params['use_proxy'])
     except (IOError, OSError, ValueError) as exc:
         module.fail_json(msg='Cannot set up TLS (ca_path %s): %s' % (params['ca_path'], exc), **base)
+    for ep in endpoints:
+        ep['_headers'] = request_headers(ep['headers'], ep['_target'])
 
     def send(ep, budget):
-        return probe(ep['url'], method=ep['method'], headers=ep['headers'], body=ep['body'], timeout=budget,
-                     max_body=params['max_body_bytes'], opener=opener)
+        return probe(ep['_target'].url, method=ep['method'], headers=ep['_headers'], body=ep['body'],
+                     timeout=budget, max_body=params['max_body_bytes'], opener=opener)
 
     sampler = Sampler(endpoints, params['samples'], params['warmup'], params['timeout'],
                       params['request_timeout'], params['interval'], send)
@@ -496,7 +498,7 @@ def main():
     measured = []
     for ep, verdict in zip(endpoints, verdicts):
         entry = verdict.as_dict()
-        entry.update(url=ep['url'], method=ep['method'], request_headers=sorted(ep['headers']))
+        entry.update(url=shown_url(ep), method=ep['method'], request_headers=sorted(ep['headers']))
         measured.append(entry)
     result = dict(
         changed=False,
@@ -506,6 +508,7 @@ def main():
         duration=round(duration, 3),
         endpoints=measured,
         msg=summarise(verdicts),
+        invocation=invocation,
     )
     if not result['passed']:
         module.fail_json(**result)

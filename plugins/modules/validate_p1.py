@@ -27,20 +27,18 @@ description:
     after O(kill_grace) seconds.
   - The module only reads, so it runs in check mode too and never reports a change.
 author: TaylorDash operations team (@taylordash)
+extends_documentation_fragment:
+  - taylordash.rollback.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - The validation script runs in check mode as well; it is expected to only read.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
     details:
       - Nothing is changed, so there is nothing to diff.
   idempotent:
-    description:
-      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
 options:
   script:
@@ -67,9 +65,14 @@ options:
       - Extra environment variables for the script, on top of the module's environment.
       - The module sets E(LC_ALL=C) and E(LANG=C) so that output is parsed in a fixed locale;
         O(env) is applied after that and may override them.
-      - Meant for secrets, such as an API key. Values are never returned, and Ansible masks every
-        occurrence of them in the results, numbers included. A short value such as V(1) would
-        therefore garble the results, and the module warns about values shorter than 4 characters.
+      - Meant for secrets, such as an API key. Values are never returned, and every occurrence of a
+        value of 4 characters or more is masked in the results.
+      - A value shorter than 4 characters is too short to be a secret. It is not masked, so that a
+        value such as V(1) cannot garble the pass rate, and the module warns about it.
+      - Values are text. A number is converted to text (V(1) becomes C(1)), V(true)/V(false) become
+        C(True)/C(False), and a null value becomes the empty string; a list or a dictionary as a
+        value, a name that is empty or contains C(=), and a NUL character anywhere fail the task
+        before the script runs.
       - Set variables that are not secret with the task keyword C(environment) instead; the script
         inherits the module's environment.
     type: dict
@@ -77,12 +80,14 @@ options:
     description:
       - Seconds the script may run. When the time is up its process group is stopped, and the
         task fails with the checks seen so far.
+      - A number more than V(0), at most V(86400) (one day).
     type: float
     default: 120
   kill_grace:
     description:
       - Seconds between SIGTERM and SIGKILL when the script's process group is stopped after
         O(timeout).
+      - From V(0) to V(86400).
     type: float
     default: 5
   min_pass_rate:
@@ -107,10 +112,20 @@ options:
       - Python regular expression that recognises one check result line. It must define the
         named groups C(status) and C(name), and may define C(detail). It is searched in each
         line (use C(^) to anchor it) after terminal colour codes have been removed.
-      - When not set, the default format is recognised, where C(STATUS) is a word in brackets and
-        the name matches C([A-Za-z0-9_.:/-]+), for example
-        C([PASS] backend_health - HTTP 200 version=v1), C([FAIL] api_projects - HTTP 500)
-        and C([PASS] frontend).
+      - "When neither O(check_pattern) nor O(summary_pattern) is set, the module recognises the
+        output's format by itself (see RV(format)) among
+        V(brackets), the default, where C(STATUS) is a word in brackets and the name matches
+        C([A-Za-z0-9_.:/-]+), for example C([PASS] backend_health - HTTP 200 version=v1),
+        C([FAIL] api_projects - HTTP 500) and C([PASS] frontend);
+        V(colon), C(PASS: name) / C(FAIL: name) (also C(OK), C(ERROR), C(SKIP), C(WARN));
+        V(emoji), C(✅ name) / C(❌ name) (also C(⚠️) for a warning, C(⏭️) for a skip);
+        V(tap), the Test Anything Protocol, C(ok 1 - name) / C(not ok 2 - name), C(# SKIP) and
+        C(# TODO) counting as skipped, with the plan line C(1..9);
+        V(dots), C(name ... ok) / C(name ... FAILED) (also C(ERROR), C(skipped)), as Python's
+        unittest prints."
+      - Output with result lines of more than one of these formats fails, naming them.
+      - O(pass_values), O(fail_values), O(skip_values) and O(warn_values) apply to the V(brackets)
+        format and to O(check_pattern); the other formats have their own status words.
       - A line that matches but whose status is in none of O(pass_values), O(fail_values),
         O(skip_values) and O(warn_values) fails the task, so that a status such as C([ERROR])
         cannot drop out of the count unnoticed.
@@ -121,6 +136,10 @@ options:
         groups C(passed) and C(total), and may define C(rate) (a percentage without the C(%) sign).
       - 'When not set, C(Summary: 8/9 checks passed) is recognised, optionally followed by the rate
         in parentheses, such as C(88.9%).'
+      - 'When neither pattern is set, these summary lines are recognised as well:
+        C(Summary: 7/9), C(Pass rate: 78%) (a rate alone is compared with the check lines'' rate),
+        C(Pass rate: 66.7% (2/3)), C(7 of 9 checks passed) and, in TAP, the plan C(1..9) (the number
+        of test lines).'
       - A line that matches the summary pattern is never read as a check line.
     type: str
   pass_values:
@@ -258,7 +277,7 @@ pass_rate:
   type: float
   sample: 88.9
 min_pass_rate:
-  description: The threshold that was applied, from O(min_pass_rate).
+  description: The threshold that was applied, from O(min_pass_rate); V(null) when it was not a finite number.
   returned: always
   type: float
   sample: 89.0
@@ -301,8 +320,18 @@ checks:
   sample:
     - {name: backend_health, status: PASS, detail: "HTTP 200 version=v1 (0.004s)"}
     - {name: api_projects, status: FAIL, detail: "HTTP 500 (0.003s)"}
+format:
+  description:
+    - The result format the output was read in - V(brackets), V(colon), V(emoji), V(tap) or
+      V(dots) - or V(custom) when O(check_pattern) or O(summary_pattern) is set.
+    - V(null) when the output mixed formats (the task fails then).
+  returned: when the script ran
+  type: str
+  sample: brackets
 summary:
-  description: The summary line the script printed, parsed; V(null) when it printed none.
+  description:
+    - The summary line the script printed, parsed; V(null) when it printed none.
+    - Its RV(summary.passed) and RV(summary.total) are V(null) when the line gives a rate alone.
   returned: when the script ran
   type: dict
   contains:
@@ -362,30 +391,66 @@ cmd:
   type: list
   elements: str
   sample: [/opt/taylordash/ops/validate_p1.sh]
+timing:
+  description: When the module started and ended (ISO 8601, UTC) and how many seconds it ran.
+  returned: always
+  type: dict
+  sample: {start: "2025-06-01T12:00:00.000000+00:00", end: "2025-06-01T12:00:00.412000+00:00", seconds: 0.412}
 '''
 
 import errno
 import os
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
+from ansible_collections.taylordash.rollback.plugins.module_utils._masking import (
+    MIN_SECRET_LENGTH,
+    mask_secrets_only,
+    masked_invocation,
+)
+from ansible_collections.taylordash.rollback.plugins.module_utils._safe_module import build_module
 from ansible_collections.taylordash.rollback.plugins.module_utils._process import run_process
 from ansible_collections.taylordash.rollback.plugins.module_utils._validate_output import (
     PatternError,
     build_patterns,
     clean_line,
     describe_checks,
+    detect_and_parse,
     first_lines,
     parse_lines,
 )
-
-# env values are no_log: Ansible masks them as substrings of every returned string and number.
-MIN_SECRET_LENGTH = 4
+from ansible_collections.taylordash.rollback.plugins.module_utils._seconds import finite_or_none, seconds_problem
 
 
 def _fmt_number(value):
     return '%g' % value
+
+
+def _unusable_text(value):
+    """Why ``value`` cannot be passed to a process (argv, environment, path), or None."""
+    if '\x00' in value:
+        return 'contains a NUL character'
+    try:
+        os.fsencode(value)
+    except UnicodeError:
+        return 'contains characters that cannot be encoded (%s)' % repr(value)[:60]
+    return None
+
+
+def env_problems(env):
+    """What keeps ``env`` from being passed to the script, as texts; values are never quoted."""
+    problems = []
+    for key, value in sorted((env or {}).items(), key=lambda item: to_native(item[0])):
+        name = to_native(key)
+        if not name or '=' in name or _unusable_text(name):
+            problems.append('env: %r is not a valid environment variable name' % name)
+            continue
+        if isinstance(value, (dict, list, tuple, set)):
+            problems.append('env: the value of %s is a %s; give a string (numbers are converted to text)'
+                            % (name, 'dictionary' if isinstance(value, dict) else 'list'))
+        elif value is not None and _unusable_text(to_native(value)):
+            problems.append('env: the value of %s %s' % (name, _unusable_text(to_native(value))))
+    return problems
 
 
 def _fmt_rate(value):
@@ -421,7 +486,7 @@ def run_script(argv, cwd, env, timeout, kill_grace):
 
 
 class ValidateP1(object):
-    def __init__(self, module):
+    def __init__(self, module, spec):
         self.module = module
         self.params = module.params
         self.script = resolve_script(self.params['script'], self.params['chdir'], os.getcwd())
@@ -430,7 +495,9 @@ class ValidateP1(object):
             'changed': False,
             'script': self.script,
             'cmd': self.cmd,
-            'min_pass_rate': self.params['min_pass_rate'],
+            'min_pass_rate': finite_or_none(self.params['min_pass_rate']),
+            # env values never come back, short ones included (they are not masked).
+            'invocation': masked_invocation(spec, self.params),
         }
 
     def fail(self, msg, **extra):
@@ -443,8 +510,22 @@ class ValidateP1(object):
             self.fail('min_pass_rate must be between 0 and 100, got %s' % _fmt_number(params['min_pass_rate']))
         if params['timeout'] <= 0:
             self.fail('timeout must be a positive number of seconds, got %s' % _fmt_number(params['timeout']))
-        if params['kill_grace'] < 0:
-            self.fail('kill_grace must not be negative, got %s' % _fmt_number(params['kill_grace']))
+        for problem in (seconds_problem('timeout', params['timeout']),
+                        seconds_problem('kill_grace', params['kill_grace'], allow_zero=True)):
+            if problem:
+                self.fail(problem)
+        for name in ('script', 'chdir'):
+            problem = params[name] is not None and _unusable_text(params[name])
+            if problem:
+                self.fail('%s %s; give the path of the validation script%s'
+                          % (name, problem, '' if name == 'script' else "'s directory"))
+        for index, arg in enumerate(params['args'] or []):
+            problem = _unusable_text(arg)
+            if problem:
+                self.fail('args: argument %d %s' % (index + 1, problem))
+        problems = env_problems(params['env'])
+        if problems:
+            self.fail('; '.join(problems))
         try:
             self.patterns = build_patterns(
                 check_pattern=params['check_pattern'], summary_pattern=params['summary_pattern'],
@@ -455,9 +536,9 @@ class ValidateP1(object):
         for key, value in sorted((params['env'] or {}).items()):
             if value is not None and not isinstance(value, bool) and len(to_native(value)) < MIN_SECRET_LENGTH:
                 self.module.warn(
-                    'env: the value of %s is shorter than %d characters; env values are masked wherever they '
-                    'appear in the results, so this one will garble them. Set variables that are not secret '
-                    'with the task keyword environment instead.' % (key, MIN_SECRET_LENGTH))
+                    'env: the value of %s is shorter than %d characters, too short to be a secret, so it is not '
+                    'masked in the results. Set variables that are not secret with the task keyword environment '
+                    'instead.' % (key, MIN_SECRET_LENGTH))
         chdir = params['chdir']
         if chdir is not None and not os.path.isdir(chdir):
             self.fail('chdir %s does not exist or is not a directory; set chdir to the stack project directory'
@@ -479,6 +560,8 @@ class ValidateP1(object):
         cwd = os.path.abspath(self.params['chdir']) if self.params['chdir'] else None
         try:
             return run_script(self.cmd, cwd, env, self.params['timeout'], self.params['kill_grace'])
+        except ValueError as exc:  # what the checks above missed: refused by the system, not a traceback
+            self.fail('could not start %s: %s' % (self.script, to_native(exc)))
         except OSError as exc:
             if exc.errno == errno.ENOEXEC:
                 hint = 'it is not a program the system can run; start it with a #! line such as #!/bin/bash'
@@ -578,34 +661,54 @@ class ValidateP1(object):
         # failed=False explicitly: Ansible marks a result with a non-zero rc and no "failed" key as failed.
         module.exit_json(msg=msg, failed=False, **self.result)
 
+    def parse(self, run):
+        """The check results in the output: in the user's format when a pattern is set, else in the
+        one recognised format (a mix of formats fails)."""
+        if self.params['check_pattern'] or self.params['summary_pattern']:
+            self.result['format'] = 'custom'
+            return parse_lines(run.lines, self.patterns)
+        detection = detect_and_parse(run.lines, self.patterns)
+        self.result['format'] = detection.name
+        if detection.mixed:
+            self.result.update(rc=run.rc, timed_out=run.timed_out, duration=round(run.duration, 3),
+                               stdout_lines=[clean_line(line) for line in run.stdout_lines],
+                               stderr_lines=[clean_line(line) for line in run.stderr_lines])
+            self.fail('the output of %s mixes result formats: %s. Print one format, or set check_pattern '
+                      '(and summary_pattern) to the one to count.' % (self.script, detection.describe_mixed()))
+        return detection.result
+
     def run(self):
         self.preflight()
         run = self.execute()
-        parsed = parse_lines(run.lines, self.patterns)
+        parsed = self.parse(run)
         self.evaluate(run, parsed)
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            script=dict(type='path', default='./ops/validate_p1.sh'),
-            args=dict(type='list', elements='str', default=[]),
-            chdir=dict(type='path'),
-            env=dict(type='dict', no_log=True),
-            timeout=dict(type='float', default=120),
-            kill_grace=dict(type='float', default=5),
-            min_pass_rate=dict(type='float', default=89, no_log=False),
-            fail_on_rc=dict(type='bool', default=False),
-            check_pattern=dict(type='str'),
-            summary_pattern=dict(type='str'),
-            pass_values=dict(type='list', elements='str', default=['PASS'], no_log=False),
-            fail_values=dict(type='list', elements='str', default=['FAIL']),
-            skip_values=dict(type='list', elements='str', default=['SKIP']),
-            warn_values=dict(type='list', elements='str', default=['WARN']),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    return dict(
+        script=dict(type='path', default='./ops/validate_p1.sh'),
+        args=dict(type='list', elements='str', default=[]),
+        chdir=dict(type='path'),
+        env=dict(type='dict', no_log=True),
+        timeout=dict(type='float', default=120),
+        kill_grace=dict(type='float', default=5),
+        min_pass_rate=dict(type='float', default=89, no_log=False),
+        fail_on_rc=dict(type='bool', default=False),
+        check_pattern=dict(type='str'),
+        summary_pattern=dict(type='str'),
+        pass_values=dict(type='list', elements='str', default=['PASS'], no_log=False),
+        fail_values=dict(type='list', elements='str', default=['FAIL']),
+        skip_values=dict(type='list', elements='str', default=['SKIP']),
+        warn_values=dict(type='list', elements='str', default=['WARN']),
     )
-    ValidateP1(module).run()
+
+
+def main():
+    spec = argument_spec()
+    module = build_module(spec, supports_check_mode=True)
+    # A short env value (say 1) is no secret: masking it would garble the pass rate.
+    mask_secrets_only(module)
+    ValidateP1(module, spec).run()
 
 
 if __name__ == '__main__':

@@ -16,9 +16,11 @@ import yaml
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.taylordash.rollback.plugins.module_utils._http_probe import ProbeResult
+from merged_doc import merged_documentation
+
 from ansible_collections.taylordash.rollback.plugins.modules import http_latency as mod
 
-DOC = yaml.safe_load(mod.DOCUMENTATION)
+DOC = merged_documentation(mod)
 RETURN = yaml.safe_load(mod.RETURN)
 EXAMPLES = yaml.safe_load(mod.EXAMPLES)
 
@@ -66,11 +68,11 @@ def test_documented_options_match_argument_spec(monkeypatch):
     class Stop(Exception):
         pass
 
-    def fake_module(**kwargs):
-        captured.update(kwargs)
+    def fake_module(argument_spec, **kwargs):
+        captured.update(kwargs, argument_spec=argument_spec)
         raise Stop()
 
-    monkeypatch.setattr(mod, "AnsibleModule", fake_module)
+    monkeypatch.setattr(mod, "build_module", fake_module)
     with pytest.raises(Stop):
         mod.main()
     spec = captured["argument_spec"]

@@ -24,12 +24,14 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._validate_outp
     parse_output,
     split_output,
 )
+from merged_doc import merged_documentation
+
 from ansible_collections.taylordash.rollback.plugins.modules import validate_p1 as mod
 
 # Keys every Ansible result may carry besides the module's own.
 STANDARD_KEYS = {"changed", "failed", "invocation", "warnings", "deprecations", "msg"}
 
-DOC = yaml.safe_load(mod.DOCUMENTATION)
+DOC = merged_documentation(mod)
 RETURN = yaml.safe_load(mod.RETURN)
 EXAMPLES = yaml.safe_load(mod.EXAMPLES)
 
@@ -111,11 +113,11 @@ def _captured_spec(monkeypatch):
     class Stop(Exception):
         pass
 
-    def fake_module(**kwargs):
-        captured.update(kwargs)
+    def fake_module(argument_spec, **kwargs):
+        captured.update(kwargs, argument_spec=argument_spec)
         raise Stop()
 
-    monkeypatch.setattr(mod, "AnsibleModule", fake_module)
+    monkeypatch.setattr(mod, "build_module", fake_module)
     with pytest.raises(Stop):
         mod.main()
     return captured
@@ -496,3 +498,178 @@ def test_short_env_values_are_warned_about(runner, script):
     assert len(warnings) == 1
     assert "the value of DEBUG is shorter than 4 characters" in warnings[0]
     assert "task keyword environment" in warnings[0]
+
+
+# ------------------------------------------------------------ hardening (issue 10) ----
+
+@pytest.mark.parametrize("value", [1, 0, 10, 1.0, "1", "00"])
+def test_short_or_numeric_env_values_never_mask_the_summary(runner, script, value):
+    result, calls = runner({"script": str(script), "env": {"N": value}}, fake_run(ALL_PASS))
+    assert result["failed"] is False
+    assert result["msg"] == "3/3 checks passed (100%), minimum 89%"
+    assert "********" not in json.dumps({k: v for k, v in result.items() if k != "invocation"})
+    assert calls[0]["env"]["N"] == str(value)
+    # never returned, short or not
+    assert result["invocation"]["module_args"]["env"] == {"N": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"}
+
+
+def test_numeric_secret_is_converted_and_still_masked(runner, script):
+    output = "[PASS] key - using 987654321\nSummary: 1/1 checks passed (100%)\n"
+    result, calls = runner({"script": str(script), "env": {"PIN": 987654321}}, fake_run(output))
+    assert calls[0]["env"]["PIN"] == "987654321"
+    assert "987654321" not in json.dumps(result)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"L": [1, 2]}, "env: the value of L is a list; give a string"),
+    ({"D": {"a": 1}}, "env: the value of D is a dictionary; give a string"),
+    ({"A=B": "long-value"}, "env: 'A=B' is not a valid environment variable name"),
+    ({"": "long-value"}, "env: '' is not a valid environment variable name"),
+    ({"K": "long\x00value"}, "env: the value of K contains a NUL character"),
+])
+def test_unusable_env_is_refused_before_running(runner, script, env, message):
+    result, calls = runner({"script": str(script), "env": env})
+    assert result["failed"] is True and not calls
+    assert message in result["msg"]
+    assert "long\x00value" not in json.dumps(result)
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"timeout": 1e308}, "timeout must be at most 86400 seconds, got 1e+308"),
+    ({"timeout": "inf"}, "timeout must be a finite number of seconds, got inf"),
+    ({"timeout": "nan"}, "timeout must be a finite number of seconds, got nan"),
+    ({"kill_grace": "nan"}, "kill_grace must be a finite number of seconds, got nan"),
+    ({"kill_grace": 1e308}, "kill_grace must be at most 86400 seconds"),
+    ({"min_pass_rate": "nan"}, "min_pass_rate must be between 0 and 100, got nan"),
+    ({"args": ["a\x00b"]}, "args: argument 1 contains a NUL character"),
+])
+def test_numbers_and_text_checked_before_running(runner, script, args, message):
+    result, calls = runner(dict(args, script=str(script)))
+    assert result["failed"] is True and not calls
+    assert message in result["msg"]
+    assert result["min_pass_rate"] is None or result["min_pass_rate"] == result["min_pass_rate"]
+
+
+def test_nul_in_script_path_is_refused(runner, tmp_path):
+    result, calls = runner({"script": str(tmp_path / "v\x00.sh")})
+    assert result["failed"] is True and not calls
+    assert result["msg"].startswith("script contains a NUL character")
+
+
+@pytest.mark.parametrize("error, message", [
+    (UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates not allowed"), "cannot be encoded as UTF-8"),
+    (OverflowError("cannot convert Infinity to integer"), "An argument is out of range: cannot convert Infinity"),
+])
+def test_ansible_core_argument_errors_fail_cleanly(runner, script, monkeypatch, error, message):
+    # Found by the property test: ansible-core's own argument handling raised (its invocation
+    # logging encodes text as strict UTF-8; its int check overflows on infinity). Whether a
+    # surrogate even reaches the module depends on ansible-core's JSON decoding, so the error is
+    # raised here directly.
+    from ansible_collections.taylordash.rollback.plugins.module_utils import _safe_module
+    real = _safe_module.RollbackModule
+    calls = []
+
+    def first_raises(*args, **kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_safe_module, "RollbackModule", first_raises)
+    result, ran = runner({"script": str(script), "env": {"API_KEY": "s3cr3t-value"}})
+    assert result["failed"] is True and not ran
+    assert message in result["msg"]
+    assert "s3cr3t-value" not in json.dumps(result)
+
+
+# -------------------------------------------------------- result formats (issue 11) ----
+
+FORMATS = {
+    "brackets": ("[PASS] backend - HTTP 200\n[PASS] api\n[PASS] db\nSummary: 3/3 checks passed (100%)\n",
+                 "[PASS] backend\n[FAIL] api - HTTP 500\n[PASS] db\nSummary: 2/3\n"),
+    "colon": ("PASS: backend (0.004s)\nPASS: api\nOK: db\n3 of 3 checks passed\n",
+              "PASS: backend\nFAIL: api HTTP 500\nERROR: db\n1 of 3 checks passed\n"),
+    "emoji": ("\u2705 Backend health\n\u2705 API\n\u26a0\ufe0f DB - slow\n\u23ed\ufe0f Plugins\nPass rate: 100%\n",
+              "\u2705 Backend health\n\u274c API - HTTP 502\n\u274c DB\nPass rate: 33.3% (1/3)\n"),
+    "tap": ("1..4\nok 1 - backend\nok 2 - api\nok 3 - db\nok 4 - plugins # SKIP disabled\n",
+            "TAP version 13\n1..3\nok 1 - backend\nnot ok 2 - api\n# diagnostics\nnot ok 3 - db\n"),
+    "dots": ("test_backend (t.T.test_backend) ... ok\ntest_api ... ok\ntest_db ... skipped 'no db'\n"
+             "Summary: 2/2\n",
+             "test_backend ... ok\ntest_api ... FAILED\ntest_db ... ERROR\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_format_recognised_passing(runner, script, name):
+    result, dummy = runner({"script": str(script)}, fake_run(FORMATS[name][0]))
+    assert result["failed"] is False, result["msg"]
+    assert result["format"] == name
+    assert result["pass_rate"] == 100.0 and result["failed_checks"] == []
+
+
+@pytest.mark.parametrize("name, failed", [
+    ("brackets", ["api"]), ("colon", ["api", "db"]), ("emoji", ["API", "DB"]), ("tap", ["api", "db"]),
+    ("dots", ["test_api", "test_db"]),
+])
+def test_format_recognised_failing(runner, script, name, failed):
+    result, dummy = runner({"script": str(script)}, fake_run(FORMATS[name][1], rc=1))
+    assert result["failed"] is True
+    assert result["format"] == name
+    assert result["failed_checks"] == failed
+    assert result["msg"].startswith("pass rate below the minimum 89%: ")
+
+
+def test_tap_details():
+    from ansible_collections.taylordash.rollback.plugins.module_utils._validate_output import detect_and_parse
+    detection = detect_and_parse(split_output("1..3\nok 1\nnot ok 2 - b # TODO later\nok 3 - c # skip slow\n"))
+    assert detection.name == "tap"
+    checks = detection.result.as_dict()["checks"]
+    assert checks == [{"name": "test 1", "status": "PASS", "detail": None},
+                      {"name": "b", "status": "SKIP", "detail": "later"},
+                      {"name": "c", "status": "SKIP", "detail": "slow"}]
+
+
+def test_tap_plan_must_match_the_test_lines(runner, script):
+    result, dummy = runner({"script": str(script)}, fake_run("1..9\nok 1 - a\nok 2 - b\n"))
+    assert result["failed"] is True and result["format"] == "tap"
+    assert "the TAP plan '1..9' announces 9 tests but 2 test lines were seen" in result["msg"]
+
+
+def test_rate_alone_must_match_the_check_lines(runner, script):
+    result, dummy = runner({"script": str(script)}, fake_run("PASS: a\nFAIL: b\nPass rate: 78%\n"))
+    assert result["failed"] is True and result["format"] == "colon"
+    assert "summary says a pass rate of 78% ('Pass rate: 78%') but the check lines show 1/2 (50%)" in result["msg"]
+    assert result["summary"] == {"passed": None, "total": None, "rate": 78.0, "line": "Pass rate: 78%"}
+
+
+@pytest.mark.parametrize("output, fragment", [
+    ("[PASS] a\nok 1 - b\n", "brackets (1 line, e.g. '[PASS] a'), tap (1 line, e.g. 'ok 1 - b')"),
+    ("\u2705 a\nFAIL: b\n", "colon (1 line, e.g. 'FAIL: b'), emoji (1 line, e.g. '\u2705 a')"),
+])
+def test_mixed_formats_fail_clearly(runner, script, output, fragment):
+    result, dummy = runner({"script": str(script)}, fake_run(output))
+    assert result["failed"] is True and result["format"] is None
+    assert result["msg"] == ("the output of %s mixes result formats: %s. Print one format, or set check_pattern "
+                             "(and summary_pattern) to the one to count." % (script, fragment))
+    assert result["stdout_lines"] == output.splitlines()
+
+
+def test_no_recognised_format_fails_as_before(runner, script):
+    result, dummy = runner({"script": str(script)}, fake_run("all good\n"))
+    assert result["failed"] is True and result["format"] == "brackets"
+    assert result["msg"].startswith("no check results found in the output of")
+
+
+def test_patterns_override_detection(runner, script):
+    # a TAP-looking output read with the user's pattern: detection is off
+    args = {"script": str(script), "check_pattern": r"^(?P<status>ok|not ok) \d+ - (?P<name>\S+)",
+            "pass_values": ["ok"], "fail_values": ["not ok"], "min_pass_rate": 50}
+    result, dummy = runner(args, fake_run("ok 1 - a\nnot ok 2 - b\n[PASS] c\n"))
+    assert result["failed"] is False and result["format"] == "custom"
+    assert result["passed"] == 1 and result["failed_checks"] == ["b"]
+
+
+def test_user_status_values_apply_to_the_bracket_format(runner, script):
+    args = {"script": str(script), "pass_values": ["OK"], "fail_values": ["KO"]}
+    result, dummy = runner(args, fake_run("[OK] a\n[KO] b\n"))
+    assert result["format"] == "brackets" and result["failed_checks"] == ["b"]
