@@ -193,7 +193,6 @@ timing:
 """
 
 import datetime
-import os
 
 from ansible_collections.taylordash.rollback.plugins.module_utils._docker_cli import (
     docker_cli_problem,

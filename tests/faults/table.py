@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Print the fault matrix: one row per test of tests/faults, from its docstring
 ("Fault: <fault> -> Outcome: <expected outcome>"). Reads the files (ast), runs nothing.
 
