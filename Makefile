@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup demo demo-down test unit integration molecule lint sanity docs build stack-images clean
+.PHONY: setup demo demo-down test unit integration faults molecule lint sanity docs build stack-images clean
 
 setup:
 	@scripts/setup.sh
@@ -24,6 +24,8 @@ unit:
 	@scripts/test.sh unit
 integration:
 	@scripts/test.sh integration
+faults:
+	@scripts/test.sh faults
 molecule:
 	@scripts/test.sh molecule
 lint:
@@ -39,4 +41,4 @@ stack-images:
 	@stack/stackctl build
 
 clean:
-	rm -rf .cache/collections .cache/sanity tests/output collections ansible_collections taylordash-rollback-*.tar.gz
+	rm -rf .cache/sanity tests/output collections ansible_collections taylordash-rollback-*.tar.gz

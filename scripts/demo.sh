@@ -49,9 +49,9 @@ chmod 600 "$secrets"
 api_key=$(sed -n 's/^TD_API_KEY=//p' "$demo_dir/.env")
 admin_password=$(sed -n 's/^TD_ADMIN_PASSWORD=//p' "$demo_dir/.env")
 printf 'vault_stack_api_key: "%s"\nvault_stack_admin_password: "%s"\n' "$api_key" "$admin_password" >"$secrets"
-collections="$root/.cache/collections"
-mkdir -p "$collections/ansible_collections/taylordash"
-ln -sfn "$root" "$collections/ansible_collections/taylordash/rollback"
+# The collection from pytest-ansible's collections/ tree, the one the tests use too.
+python -c 'import pathlib; from pytest_ansible.units import inject; inject(pathlib.Path.cwd())'
+collections="$root/collections"
 started=$(date +%s.%N)
 (cd examples/project && TD_STACK_DIR="$demo_dir" ANSIBLE_COLLECTIONS_PATH="$collections" \
     ansible-playbook rollback-immediate.yml -e "@$secrets")
