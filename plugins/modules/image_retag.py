@@ -437,8 +437,7 @@ def main():
     )
     problems = validate_params(module.params)
     if problems:
-        text = '; '.join(problems)
-        module.fail_json(msg=text[:1].upper() + text[1:] + '. Nothing was changed.',
+        module.fail_json(msg='; '.join(problems) + '. Nothing was changed.',
                          repository=module.params['repository'], changed=False)
     cli = DockerCLI(module, docker_cli=module.params['docker_cli'])
     try:

@@ -34,7 +34,7 @@ def test_a_later_failure_is_added_after_the_cause(tmp_path, playbook, extra):
     assert len(final) == 1, proc.stdout[-4000:]
     cause, *later = final[0][len("Rollback failed: "):].split("; then: ")
     # The cause: the stack role found no compose project to roll back.
-    assert cause.startswith("Check Docker and the compose project, and snapshot the current state: "), final[0]
+    assert cause.startswith("Snapshot the stack: "), final[0]
     # Then: the report could not be written.
     assert len(later) == 1 and "Write the incident report" in later[0], final[0]
     assert not (project / ".rollback.lock").exists()

@@ -282,4 +282,4 @@ def test_image_retag_with_a_missing_docker_cli_says_what_to_do(tmp_path):
     result = run_module("image_retag", {"repository": "tdcap_x", "from_tag": "previous", "to_tag": "latest",
                                         "docker_cli": "/nonexistent/docker"})
     assert result["failed"]
-    assert "The docker CLI at /nonexistent/docker cannot be run (no such file)" in result["msg"]
+    assert "docker CLI at /nonexistent/docker cannot be run (no such file)" in result["msg"]
