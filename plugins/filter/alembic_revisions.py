@@ -36,34 +36,28 @@ _value:
   elements: str
 """
 
-import re
-
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.text.converters import to_text
 
-# "0004 (head)", "0003", "ae1027a6acf (effective head)"
-REVISION_RE = re.compile(r'^([0-9A-Za-z_]+)( \(.*\))?\s*$')
-# "-- Running downgrade 0004 -> 0003"; nothing after the arrow when the step goes to base.
-STEP_RE = re.compile(r'^-- Running downgrade (\S+) -> ?(\S*)\s*$')
+# The one parser of alembic's output, shared with the stack_info module.
+from ansible_collections.taylordash.rollback.plugins.module_utils._alembic import (
+    current_revisions,
+    downgrade_steps,
+)
 
 
-def _lines(output, name):
+def _text(output, name):
     if output is None:
-        return []
+        return ''
     if isinstance(output, (list, tuple)):
-        return [to_text(line) for line in output]
+        return '\n'.join(to_text(line) for line in output)
     if isinstance(output, str):
-        return output.splitlines()
+        return output
     raise AnsibleFilterError('%s expects the output lines of alembic, got %r' % (name, type(output).__name__))
 
 
 def alembic_revisions(output):
-    revisions = []
-    for line in _lines(output, 'alembic_revisions'):
-        match = REVISION_RE.match(line)
-        if match:
-            revisions.append(match.group(1))
-    return revisions
+    return current_revisions(_text(output, 'alembic_revisions'))
 
 
 def alembic_downgrade_plan(output, start=None):
@@ -71,11 +65,7 @@ def alembic_downgrade_plan(output, start=None):
 
     Returns {'steps': [{'from': .., 'to': ..}], 'ends_at': revision}; 'to' and 'ends_at' are
     'base' for the step below the first revision; with no step 'ends_at' is ``start``."""
-    steps = []
-    for line in _lines(output, 'alembic_downgrade_plan'):
-        match = STEP_RE.match(line)
-        if match:
-            steps.append({'from': match.group(1), 'to': match.group(2) or 'base'})
+    steps = [{'from': old, 'to': new} for old, new in downgrade_steps(_text(output, 'alembic_downgrade_plan'))]
     return {'steps': steps, 'ends_at': steps[-1]['to'] if steps else start}
 
 

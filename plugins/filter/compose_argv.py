@@ -55,11 +55,12 @@ _value:
   elements: str
 """
 
-import posixpath
-
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.six import string_types
+
+# The one builder of the compose command line, shared with the modules.
+from ansible_collections.taylordash.rollback.plugins.module_utils._compose import compose_args
 
 
 def compose_argv(subcommand, project_dir, project_name=None, files=None, docker='docker'):
@@ -69,13 +70,9 @@ def compose_argv(subcommand, project_dir, project_name=None, files=None, docker=
         raise AnsibleFilterError('compose_argv needs the project directory')
     if files is not None and (isinstance(files, string_types) or not isinstance(files, (list, tuple))):
         raise AnsibleFilterError('compose_argv: files must be a list of compose files, got %r' % (files,))
-    argv = [to_text(docker), 'compose', '--project-directory', to_text(project_dir)]
-    if project_name:
-        argv += ['--project-name', to_text(project_name)]
-    for name in files or []:
-        name = to_text(name)
-        argv += ['--file', name if posixpath.isabs(name) else posixpath.join(to_text(project_dir), name)]
-    return argv + [to_text(arg) for arg in subcommand]
+    args = compose_args(to_text(project_dir), to_text(project_name) if project_name else None,
+                        [to_text(name) for name in files or []])
+    return [to_text(docker)] + args + [to_text(arg) for arg in subcommand]
 
 
 class FilterModule(object):
