@@ -644,18 +644,51 @@ def test_action_is_required(migration_stack, migration_reruns):
     assert db_state(migration_stack) == migration_reruns.state and not locks(migration_stack)
 
 
+def test_check_row_counts_that_differ_fail(restore_stacks, tmp_path):
+    """The comparison after the restore (issue 9), given counts that differ from the database's:
+    postgresql_query counts, the role fails and names the table with both counts; a table that
+    is not there fails with the query's error. No password in the output."""
+    stack = restore_stacks["custom"]
+    users, projects = (int(n) for n in db_state(stack).split()[:2])
+    playbook = tmp_path / "rows.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "hosts": "taylordash", "gather_facts": False,
+        "vars": {"stack_db_user": stack.env.get("TD_DB_USER", "taylordash"), "stack_db_name": "taylordash"},
+        "tasks": [{"name": "Compare", "ansible.builtin.include_role": {
+            "name": "taylordash.rollback.database", "tasks_from": "checks_rows"},
+            "vars": {"database_restore": {"rows_after": "{{ rows_after }}"}}}]}]))
+    cases = {
+        "differ": [{"name": "public.users", "rows": users}, {"name": "public.projects", "rows": projects + 1}],
+        "missing": [{"name": "public.users", "rows": users}, {"name": "public.no_such_table", "rows": 1}],
+    }
+    for name, rows_after in cases.items():
+        proc = run_playbook(playbook, extra_vars={"rows_after": rows_after},
+                            inventory=inventory(tmp_path, name, host_vars(stack, **check_login(stack))))
+        assert proc.returncode != 0, proc.stdout[-3000:]
+        output = proc.stdout + proc.stderr
+        assert stack.env["TD_DB_PASSWORD"] not in output
+        if name == "differ":
+            assert ("differ from those backup_restore reported: public.projects counted %d, backup_restore "
+                    "reported %d." % (projects, projects + 1)) in output, output[-3000:]
+            assert "public.users counted" not in output
+        else:
+            assert "could not count the rows at 127.0.0.1:%s" % stack.env["TD_DB_PORT"] in output, output[-3000:]
+            assert "no_such_table" in output
+
+
 def test_bad_settings_change_nothing(restore_stacks, tmp_path):
     """Issue 10: the database role checks all its settings before its first change (the writers'
     stop, the safety dump); the message names only the broken ones, each with its value."""
     stack = restore_stacks["plain"]
     state, writer, files = db_state(stack), backend(stack), listing(stack.dir)
     proc = rollback(tmp_path, {"plain": host_vars(stack, database_lock_timeout=-1, database_health_timeout="nan",
-                                                  database_login_port=70000)},
+                                                  database_login_port=70000, database_check_login_port=0)},
                     database_action="restore", **QUICK_VALIDATE)
     assert proc.returncode != 0
     msg = final_failures(proc)["plain"]
     assert "Bad database rollback settings" in msg, msg
-    for part in ("database_lock_timeout=-1", "database_health_timeout=nan", "database_login_port=70000"):
+    for part in ("database_lock_timeout=-1", "database_health_timeout=nan", "database_login_port=70000",
+                 "database_check_login_port=0"):
         assert part in msg, msg
     assert "database_connect_timeout" not in msg and "database_verify_jobs" not in msg
     assert "Verify the backup in a scratch database" not in proc.stdout.split("Bad database rollback settings")[0]
