@@ -101,6 +101,18 @@ def host_vars(stack, **extra) -> dict:
     return values
 
 
+CHECKS_SKIPPED = "database checks through community.postgresql: skipped, set database_check_login_host to run them"
+
+
+def check_login(stack, password=None) -> dict:
+    """The settings of the read-only checks through community.postgresql (issue 9): the
+    reference stack's PostgreSQL listens on 127.0.0.1 (host network). They go into the 0600
+    inventory, never on the command line."""
+    env = stack.env
+    return {"database_check_login_host": "127.0.0.1", "database_check_login_port": int(env["TD_DB_PORT"]),
+            "database_check_login_password": env["TD_DB_PASSWORD"] if password is None else password}
+
+
 def inventory(directory: Path, name: str, values: dict) -> Path:
     """An inventory with one host in group taylordash (0600: it holds the stack's secrets)."""
     path = directory / ("inventory-%s.json" % name)
@@ -192,8 +204,15 @@ def test_check_mode_changes_nothing(restore_stacks, tmp_path):
     stack = restore_stacks["plain"]
     changed = change_data(stack)
     files, writer = listing(stack.dir), backend(stack)
-    proc = rollback(tmp_path, {"plain": host_vars(stack)}, check=True, database_action="restore", **QUICK_VALIDATE)
+    # issue 9: the read-only checks through community.postgresql run in check mode too
+    proc = rollback(tmp_path, {"plain": host_vars(stack, **check_login(stack))}, check=True, database_action="restore",
+                    **QUICK_VALIDATE)
     assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "database checks through community.postgresql: PostgreSQL 15" in proc.stdout
+    # nothing was restored: the counts compared are those of the database now
+    assert "row counts after the restore match backup_restore's (" in proc.stdout, proc.stdout[-4000:]
+    assert "public.projects: %s" % changed.split()[1] in proc.stdout
+    assert stack.env["TD_DB_PASSWORD"] not in proc.stdout + proc.stderr
     assert db_state(stack) == changed
     assert listing(stack.dir) == files  # no safety dump, no report, no lock left
     assert backend(stack) == writer  # not stopped, not restarted
@@ -209,7 +228,9 @@ def test_restore_plain_gzip_custom(restore_stacks, tmp_path):
     for fmt, stack in restore_stacks.items():
         state = db_state(stack)
         before[fmt] = (change_data(stack) if state == stack.at_backup else state, backend(stack), safety_dumps(stack))
-        hosts[fmt] = host_vars(stack, database_backup_path=str(stack.backup))
+        # issue 9: the plain case runs the checks through community.postgresql, the others skip them
+        hosts[fmt] = host_vars(stack, database_backup_path=str(stack.backup),
+                               **(check_login(stack) if fmt == "plain" else {}))
     started = time.monotonic()
     procs = rollback(tmp_path, hosts, database_action="restore", **QUICK_VALIDATE)
     elapsed = time.monotonic() - started
@@ -237,6 +258,22 @@ def test_restore_plain_gzip_custom(restore_stacks, tmp_path):
         assert counts["public.projects"] == int(before[fmt][0].split()[1])
         report = sorted(stack.dir.glob("rollbacks/*/rollback_report_*.json"))
         assert report, "no incident report"
+        output = procs[fmt].stdout + procs[fmt].stderr
+        assert stack.env["TD_DB_PASSWORD"] not in output, fmt
+        if fmt == "plain":
+            assert CHECKS_SKIPPED not in output
+            assert re.search(r"database checks through community\.postgresql: PostgreSQL 15[\d.]* answers at "
+                             r"127\.0\.0\.1:%s as taylordash" % stack.env["TD_DB_PORT"], output), output[-6000:]
+            counted = re.search(r"database checks through community\.postgresql: row counts after the restore match "
+                                r"backup_restore's \(([^)]*)\)", output)
+            assert counted, output[-6000:]
+            assert "public.projects: %s" % stack.at_backup.split()[1] in counted.group(1), counted.group(1)
+            assert "public.users: %s" % stack.at_backup.split()[0] in counted.group(1), counted.group(1)
+            # the ping ran before the restore changed anything
+            assert output.index("Ask PostgreSQL whether it answers") < output.index("Take a safety dump")
+        else:
+            assert CHECKS_SKIPPED in output, fmt
+            assert "row counts after the restore match" not in output
     print("three restores side by side: %.1fs" % elapsed)
 
 
@@ -311,6 +348,12 @@ def failure_runs(restore_stacks, tmp_path_factory):
     hosts, expected = bad_inputs(plain, tmp)
     hosts["not_running"] = host_vars(custom, database_backup_path=str(custom.backup))
     hosts["lock_held"] = host_vars(zipped, database_backup_path=str(zipped.backup), database_lock_timeout=2)
+    # issue 9: postgresql_ping with a wrong password fails the role before anything changes
+    (tmp / "report_check_password").mkdir()
+    hosts["check_password"] = host_vars(plain, database_backup_path=str(plain.backup),
+                                        stack_lock_path=str(plain.dir / ".rollback-check_password.lock"),
+                                        report_dir=str(tmp / "report_check_password"),
+                                        **check_login(plain, password="not-the-check-password"))
     before = {
         "plain": (db_state(plain), backend(plain), listing(plain.dir)),
         "custom": (db_state(custom), backend(custom), safety_dumps(custom)),
@@ -342,6 +385,26 @@ def test_bad_backups_fail_before_anything_changes(restore_stacks, failure_runs):
     assert db_state(stack) == state
     assert backend(stack) == writer  # the writers were never stopped
     assert listing(stack.dir) == files  # no safety dump, every lock released
+
+
+def test_wrong_check_password_fails_before_anything_changes(restore_stacks, failure_runs):
+    """postgresql_ping (issue 9) refuses the password: the role fails before the backup is even
+    verified, names host, port and user, and shows no password."""
+    stack = restore_stacks["plain"]
+    state, writer, files = failure_runs.before["plain"]
+    proc = failure_runs.procs["check_password"]
+    assert proc.returncode != 0 and recap(proc)["check_password"]["failed"] == 1, proc.stdout[-3000:]
+    msg = final_failures(proc)["check_password"]
+    assert "Fail before anything changes when PostgreSQL does not answer" in msg, msg
+    assert "PostgreSQL at 127.0.0.1:%s (user taylordash, database taylordash) does not answer" % stack.env["TD_DB_PORT"] in msg, msg
+    assert "password authentication failed" in msg, msg
+    assert msg.endswith("Nothing was changed. No safety dump was taken."), msg
+    assert "Verify the backup in a scratch database" not in proc.stdout
+    output = proc.stdout + proc.stderr
+    assert "not-the-check-password" not in output and stack.env["TD_DB_PASSWORD"] not in output
+    assert db_state(stack) == state
+    assert backend(stack) == writer  # the writers were never stopped
+    assert listing(stack.dir) == files  # no safety dump, the lock released
 
 
 def test_database_not_running(restore_stacks, failure_runs):
@@ -581,18 +644,51 @@ def test_action_is_required(migration_stack, migration_reruns):
     assert db_state(migration_stack) == migration_reruns.state and not locks(migration_stack)
 
 
+def test_check_row_counts_that_differ_fail(restore_stacks, tmp_path):
+    """The comparison after the restore (issue 9), given counts that differ from the database's:
+    postgresql_query counts, the role fails and names the table with both counts; a table that
+    is not there fails with the query's error. No password in the output."""
+    stack = restore_stacks["custom"]
+    users, projects = (int(n) for n in db_state(stack).split()[:2])
+    playbook = tmp_path / "rows.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "hosts": "taylordash", "gather_facts": False,
+        "vars": {"stack_db_user": stack.env.get("TD_DB_USER", "taylordash"), "stack_db_name": "taylordash"},
+        "tasks": [{"name": "Compare", "ansible.builtin.include_role": {
+            "name": "taylordash.rollback.database", "tasks_from": "checks_rows"},
+            "vars": {"database_restore": {"rows_after": "{{ rows_after }}"}}}]}]))
+    cases = {
+        "differ": [{"name": "public.users", "rows": users}, {"name": "public.projects", "rows": projects + 1}],
+        "missing": [{"name": "public.users", "rows": users}, {"name": "public.no_such_table", "rows": 1}],
+    }
+    for name, rows_after in cases.items():
+        proc = run_playbook(playbook, extra_vars={"rows_after": rows_after},
+                            inventory=inventory(tmp_path, name, host_vars(stack, **check_login(stack))))
+        assert proc.returncode != 0, proc.stdout[-3000:]
+        output = proc.stdout + proc.stderr
+        assert stack.env["TD_DB_PASSWORD"] not in output
+        if name == "differ":
+            assert ("differ from those backup_restore reported: public.projects counted %d, backup_restore "
+                    "reported %d." % (projects, projects + 1)) in output, output[-3000:]
+            assert "public.users counted" not in output
+        else:
+            assert "could not count the rows at 127.0.0.1:%s" % stack.env["TD_DB_PORT"] in output, output[-3000:]
+            assert "no_such_table" in output
+
+
 def test_bad_settings_change_nothing(restore_stacks, tmp_path):
     """Issue 10: the database role checks all its settings before its first change (the writers'
     stop, the safety dump); the message names only the broken ones, each with its value."""
     stack = restore_stacks["plain"]
     state, writer, files = db_state(stack), backend(stack), listing(stack.dir)
     proc = rollback(tmp_path, {"plain": host_vars(stack, database_lock_timeout=-1, database_health_timeout="nan",
-                                                  database_login_port=70000)},
+                                                  database_login_port=70000, database_check_login_port=0)},
                     database_action="restore", **QUICK_VALIDATE)
     assert proc.returncode != 0
     msg = final_failures(proc)["plain"]
     assert "Bad database rollback settings" in msg, msg
-    for part in ("database_lock_timeout=-1", "database_health_timeout=nan", "database_login_port=70000"):
+    for part in ("database_lock_timeout=-1", "database_health_timeout=nan", "database_login_port=70000",
+                 "database_check_login_port=0"):
         assert part in msg, msg
     assert "database_connect_timeout" not in msg and "database_verify_jobs" not in msg
     assert "Verify the backup in a scratch database" not in proc.stdout.split("Bad database rollback settings")[0]
