@@ -31,6 +31,7 @@ __metaclass__ = type
 
 import math
 import os
+import selectors
 import signal
 import subprocess
 import threading
@@ -241,30 +242,44 @@ class _Lines(object):
 
 
 class Drain(threading.Thread):
-    """Reads a pipe until it closes, handing each chunk to ``sink`` (a callable)."""
+    """Reads pipes until they close, handing each chunk to the sink (a callable) of its pipe.
 
-    def __init__(self, pipe, sink):
+    ``Drain(pipe, sink, *more)`` with ``more`` further ``(pipe, sink)`` pairs: one thread reads
+    them all through one selector, so chunks reach their sinks in the order they arrived (two
+    threads, one a pipe, would race and could put a later stderr line before an earlier stdout
+    line under load).
+    """
+
+    def __init__(self, pipe, sink, *more):
         super(Drain, self).__init__(name='drain')
         self.daemon = True  # a grandchild holding the pipe must not keep the module alive
-        self.pipe = pipe
-        self.sink = sink
+        self.streams = [(pipe, sink)] + list(more)
         self.start()
 
     def run(self):
-        read = getattr(self.pipe, 'read1', self.pipe.read)
+        selector = selectors.DefaultSelector()
         try:
-            while True:
-                data = read(READ_SIZE)
-                if not data:
-                    break
-                self.sink(data)
+            for pipe, sink in self.streams:
+                selector.register(pipe, selectors.EVENT_READ, sink)
+            while selector.get_map():
+                for key, dummy in selector.select():
+                    try:
+                        data = os.read(key.fd, READ_SIZE)
+                    except (IOError, OSError, ValueError):
+                        data = b''  # closed under us after the group was stopped
+                    if data:
+                        key.data(data)
+                    else:
+                        selector.unregister(key.fileobj)
         except (IOError, OSError, ValueError):
-            pass  # closed under us after the group was stopped
+            pass
         finally:
-            try:
-                self.pipe.close()
-            except (IOError, OSError, ValueError):
-                pass
+            selector.close()
+            for pipe, dummy in self.streams:
+                try:
+                    pipe.close()
+                except (IOError, OSError, ValueError):
+                    pass
 
 
 def _join_all(drains, deadline):
@@ -357,7 +372,7 @@ def run_process(argv, cwd=None, env=None, timeout=120.0, kill_grace=5.0, drain=D
     deadline = started + (timeout if timeout is not None else _MAX_WAIT)
     proc = start(argv, cwd=cwd, env=child_env(env))
     lines = _Lines()
-    drains = [Drain(proc.stdout, lines.sink('stdout')), Drain(proc.stderr, lines.sink('stderr'))]
+    drains = [Drain(proc.stdout, lines.sink('stdout'), (proc.stderr, lines.sink('stderr')))]
     stop_signal = None
     exited = False
     timed_out = False
@@ -423,9 +438,8 @@ def run_streaming(argv, env_update=None, cwd=None, feed=None, stdout_limit=None,
                  stdout=stdout_file if stdout_file is not None else subprocess.PIPE)
     out = BoundedBuffer.of(stdout_limit)
     err = BoundedBuffer.of(stderr_limit)
-    drains = [Drain(proc.stderr, err.add)]
-    if stdout_file is None:
-        drains.append(Drain(proc.stdout, out.add))
+    more = [(proc.stdout, out.add)] if stdout_file is None else []
+    drains = [Drain(proc.stderr, err.add, *more)]
     watchdog = _Watchdog(proc, timeout, kill_grace)
     feed_error = None
     try:
