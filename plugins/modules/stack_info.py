@@ -252,10 +252,6 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._stack_state i
 # Output of the migration command kept in the result: the end, where the revision is.
 MIGRATION_OUTPUT_TAIL = 2000
 
-# The name this parser had here before it moved to _alembic (tests/unit/.../test_compose.py
-# imports it); new code uses _alembic.current_revision.
-parse_revision = current_revision
-
 
 def snapshot_files(params):
     """The files whose checksums the snapshot records: O(files), or .env and the compose files."""

@@ -37,7 +37,7 @@ def test_downgrade_steps():
     assert downgrade_steps("BEGIN;\nCOMMIT;\n") == []
 
 
-# The cases stack_info's parse_revision was tested with (test_compose.py), now where it lives.
+# The cases stack_info's revision parsing was tested with.
 @pytest.mark.parametrize("output,revision", [
     ("0003 (head)\n", "0003"),
     ("0002\n", "0002"),

@@ -9,7 +9,6 @@ import pytest
 
 from ansible_collections.taylordash.rollback.plugins.module_utils._compose import (
     compose_args, parse_config, parse_ps)
-from ansible_collections.taylordash.rollback.plugins.modules.stack_info import parse_revision
 
 FIXTURES = Path(__file__).parent / "fixtures" / "compose"
 
@@ -49,15 +48,3 @@ def test_parse_ps_old_list_format_and_empty():
         parse_ps('["not a dict"]')
     with pytest.raises(ValueError):
         parse_ps("not json")
-
-
-@pytest.mark.parametrize("output,revision", [
-    ("0003 (head)\n", "0003"),
-    ("0002\n", "0002"),
-    ("INFO  [alembic.runtime.migration] Context impl PostgresqlImpl.\n0004 (head)\n", "0004"),
-    ("ae1027a6acf (head)", "ae1027a6acf"),
-    ("", None),
-    ("INFO  [alembic.runtime.migration] Will assume transactional DDL.\n", None),
-])
-def test_parse_revision(output, revision):
-    assert parse_revision(output) == revision
