@@ -27,7 +27,11 @@ stage_unit() {
 
 stage_integration() {
     # The Molecule drills are their own stage (molecule): not twice.
-    pytest tests/integration -q --ignore=tests/integration/test_molecule.py
+    # Two workers, a test module each at a time (--dist loadfile): the tests of a module share one
+    # reference stack; every stack has its own project name, ports and directory, so modules run
+    # side by side. Most of a playbook test is waiting on containers, so two workers fit 2 cores.
+    pytest tests/integration -q --ignore=tests/integration/test_molecule.py \
+        -n "${TD_TEST_WORKERS:-2}" --dist loadfile
 }
 
 stage_molecule() {
