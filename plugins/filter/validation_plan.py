@@ -86,10 +86,10 @@ def _api(s, out, key, name, label, default_path, secret):
         out[key] = path if explicit else default_path
         out['checklist_endpoints'].append(name)
     elif explicit:
-        out['problems'].append('%s=%s - %s is empty; set %s (from Vault or an AWX credential) to check %s'
-                               % (key, path, 'stack_' + secret, 'stack_' + secret, label))
+        out['problems'].append('validate_%s=%s - stack_%s is empty; set stack_%s (from Vault or an AWX credential) '
+                               'to check the %s' % (key, path, secret, secret, label))
     else:
-        out['skipped'].append('%s: skipped, stack_%s is not set; set it (and %s) to check %s'
+        out['skipped'].append('%s: skipped, stack_%s is not set; set it (and validate_%s) to check the %s'
                               % (label, secret, key, label))
 
 
@@ -104,10 +104,11 @@ def _frontend(s, out):
         out['frontend_service'], out['frontend_url'] = name, url
         out['checklist_endpoints'].append('frontend')
     elif explicit:
-        why = ('service %s has no health_url; give it one in stack_services' % name) if match else \
-            ('no service named %s in stack_services (%s)' % (name, ', '.join(str(n) for n in names) or 'none'))
-        out['problems'].append('validate_frontend_service=%s - %s, or set validate_frontend_service to another service'
-                               % (name, why))
+        why = ('service %s has no health_url; give it one in stack_services, or set validate_frontend_service '
+               'to another service' % name) if match else \
+            ('no service named %s in stack_services (%s); set validate_frontend_service to one of them'
+             % (name, ', '.join(str(n) for n in names) or 'none'))
+        out['problems'].append('validate_frontend_service=%s - %s' % (name, why))
     elif match:
         out['skipped'].append('frontend: skipped, service %s has no health_url; give it one, or set '
                               'validate_frontend_service' % name)
