@@ -141,3 +141,18 @@ def test_an_explicit_frontend_that_is_missing_fails_before_anything_changes(othe
     # Only the broken rules are named.
     assert "validate_min_pass_rate" not in out and "validate_perf_samples" not in out
     assert other.tags() == tags_before
+
+
+@pytest.mark.parametrize("action,variable", [("restore", "stack_db_service=postgres"),
+                                             ("migration", "stack_migration_service=backend")])
+def test_a_database_rollback_asked_for_on_a_stack_without_a_database_names_the_variable(other, inventory, action,
+                                                                                        variable):
+    other.deploy("v1")
+    tags_before, running_before = other.tags(), other.running_images()
+    proc = run_playbook(REPO / "playbooks" / "rollback_database.yml", inventory=inventory,
+                        extra_vars=dict(other.stack_vars(), database_action=action))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"{variable} is not a service of the compose project (api, web)" in out, out[-4000:]
+    assert "Nothing was changed" in out
+    assert other.tags() == tags_before and other.running_images() == running_before
