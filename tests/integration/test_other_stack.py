@@ -156,3 +156,19 @@ def test_a_database_rollback_asked_for_on_a_stack_without_a_database_names_the_v
     assert f"{variable} is not a service of the compose project (api, web)" in out, out[-4000:]
     assert "Nothing was changed" in out
     assert other.tags() == tags_before and other.running_images() == running_before
+
+
+def test_the_validate_playbook_alone_checks_what_fits_and_an_explicit_frontend(other, inventory):
+    other.deploy("v1")
+    playbook = REPO / "playbooks" / "validate.yml"
+    proc = run_playbook(playbook, extra_vars=other.stack_vars(), inventory=inventory)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "Validation PASSED" in out and "frontend: skipped, no service named frontend" in out
+    # web as the frontend: its health_url is checked and measured (v1 answers 200 on /health).
+    proc = run_playbook(playbook, inventory=inventory, extra_vars=dict(
+        other.stack_vars(), validate_frontend_service="web", validate_perf_samples=2, validate_perf_warmup=0))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "checklist frontend: ok - HTTP 200" in out and "performance ok frontend" in out, out[-4000:]
+    assert "frontend: skipped" not in out
