@@ -54,6 +54,8 @@ notes:
     endpoint healthy.
   - O(timeout) is the deadline of the whole poll.
 seealso:
+  - module: taylordash.rollback.container_health
+    description: The health check of a service without a health URL - its containers run, and are healthy by the image HEALTHCHECK.
   - module: ansible.builtin.uri
   - module: ansible.builtin.wait_for
   - module: taylordash.rollback.image_retag

@@ -78,11 +78,14 @@ def _failed_and_changed_nothing(fs, runs, name):
 
 
 def test_validation_script_missing(fault_stack, runs):
-    """Fault: validation script missing -> Outcome: the rollback changes nothing, the validation
-    fails; tags, containers and files as before; lock free; report FAILED naming the missing
-    script."""
+    """Fault: validation script set (validate_script) but missing -> Outcome: the preflight fails
+    before the rollback starts, naming validate_script (issue 11: a check asked for explicitly is
+    required); tags, containers and files as before; lock free; no report (nothing started)."""
     run = _failed_and_changed_nothing(fault_stack, runs, "missing")
-    assert_report_names_first_cause(run.case, r"validation script not found")
+    out = run.proc.stdout + run.proc.stderr
+    assert "Invalid validation settings: validate_script=%s - no such file on the target host" % runs.scripts["missing"] \
+        in out, out[-3000:]
+    assert not list(Path(run.case).rglob("rollback_report_*.json"))
 
 
 def test_validation_script_hanging(fault_stack, runs):

@@ -76,7 +76,8 @@ def test_validation_with_a_bad_setting_runs_nothing(project):
     assert proc.returncode != 0
     (msg,) = [m for m in fatal_msgs(proc) if m.startswith("Invalid validation settings: ")]
     assert msg == ("Invalid validation settings: validate_request_timeout=-1 - must be a finite number more than 0 "
-                   "and at most 3600; validate_frontend_service=web - must be one of backend, frontend.")
+                   "and at most 3600; validate_frontend_service=web - no service named web in stack_services "
+                   "(backend, frontend); set validate_frontend_service to one of them.")
     assert not marker.exists() and tree(directory) == before
 
 

@@ -82,18 +82,17 @@ def test_check_mode_reads_only(good):
     assert good.tree() == before
 
 
-def test_missing_script_is_recorded_then_fails(good):
+def test_missing_script_set_explicitly_fails_before_any_check(good):
+    """Issue 11: a script the operator named must exist; the default one is skipped when absent
+    (tests/integration/test_other_stack.py)."""
     script = good.dir / "ops" / "absent.sh"
     proc = good.run(PLAYBOOK, dict(QUICK, validate_script=str(script), validate_perf_enabled=False), json_output=True)
     assert proc.returncode != 0
-    results = fact(proc.stdout, "validate_results")
-    assert results["passed"] is False and results["health_passed"] is False and results["pass_rate"] is None
-    assert results["failures"] == ["validate_p1: validation script not found: %s; set script (and chdir) "
-                                   "to where the script is" % script]
-    # The other checks still ran.
-    assert all(c["passed"] for c in results["checklist"]) and results["performance_passed"] is None
-    assert result_of(proc.stdout, "Fail when the validation failed")["msg"] == \
-        "Validation failed: " + results["failures"][0]
+    assert result_of(proc.stdout, "Check the validation settings")["msg"] == (
+        "Invalid validation settings: validate_script=%s - no such file on the target host; set validate_script "
+        "to the validation script, or validate_script_enabled to false." % script)
+    with pytest.raises(AssertionError):
+        fact(proc.stdout, "validate_results")
 
 
 HANGING = """#!/bin/bash
