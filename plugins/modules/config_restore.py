@@ -363,7 +363,8 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._files import 
 from ansible_collections.taylordash.rollback.plugins.module_utils._process import run_streaming
 from ansible_collections.taylordash.rollback.plugins.module_utils._safe_module import build_module
 
-UNSET_RE = re.compile(r'The "([A-Za-z_][A-Za-z0-9_]*)" variable is not set')
+# compose's warning, logged with the quotes escaped: msg="The \"TD_X\" variable is not set. ..."
+UNSET_RE = re.compile(r'The \\?"([A-Za-z_][A-Za-z0-9_]*)\\?" variable is not set')
 
 
 def argument_spec():
@@ -644,7 +645,7 @@ class Restorer(object):
                                           '(the stack\'s nginx image) or nginx_validate_command' % item['dest'])
             argv = [binary, '-t', '-c', path]
             how = 'nginx -t'
-        self.run_check(argv, 'nginx rejects the backup %s for %s' % (item['src'], item['dest']))
+        self.run_check(argv, 'the backup %s for %s fails nginx -t' % (item['src'], item['dest']))
         item['validated_by'].append(how)
 
     def run_check(self, argv, what):
@@ -706,8 +707,9 @@ class Restorer(object):
         if rc != 0:
             self.result.update(cmd=cr.mask(self.cli.cmd_string(after_args), self.secrets), rc=rc,
                                stderr=cr.mask(stderr, self.secrets))
-            raise cr.RestoreError('docker compose config rejects the project with %s in place: %s; nothing was '
-                                  'changed' % (names, cr.mask(stderr.strip() or stdout.strip(), self.secrets)))
+            raise cr.RestoreError('the compose project %s with %s in place fails docker compose config: %s; '
+                                  'nothing was changed' % (project_dir, names,
+                                                           cr.mask(stderr.strip() or stdout.strip(), self.secrets)))
         unset = sorted(set(UNSET_RE.findall(stderr)))
         for item in compose_items + env_item:
             item['validated_by'].append('docker compose config')
@@ -771,9 +773,11 @@ class Restorer(object):
         for item in items:
             if not item['changed']:
                 continue
+            kept_written = False
             try:
                 if item['kept']:
                     cr.write_new(item['kept'], item['live'], item['mode'], item['uid'], item['gid'])
+                    kept_written = True
                     self.result['kept'].append(item['kept'])
                 cr.write_atomic(item['dest'], item['data'], item['mode'], item['uid'], item['gid'])
                 done.append(item)
@@ -781,6 +785,13 @@ class Restorer(object):
                     if handle.read() != item['data']:
                         raise OSError('the file read back differs from the backup')
             except (IOError, OSError) as exc:
+                if kept_written and item not in done:
+                    # The live file was not replaced: its kept copy is a duplicate.
+                    try:
+                        os.unlink(item['kept'])
+                        self.result['kept'].remove(item['kept'])
+                    except (OSError, ValueError):
+                        pass
                 self.put_back(done)
                 self.result['restored_back'] = self.restored_back
                 self.result['changed'] = False if not self.kept_left() else True
