@@ -79,6 +79,13 @@ options:
             without a timestamp are refused (none is the newest).
           - The live file itself and kept copies of earlier restores are never matched.
         type: str
+      backup_set:
+        description:
+          - With O(backup_set=true), whether this O(items[].pattern) item is tied to the set.
+            V(false) restores its own newest backup (a certificate restored in the same run as a
+            deploy's C(.env) and compose file, backed up at another time).
+        type: bool
+        default: true
       validate:
         description:
           - How the candidate is checked before anything is replaced.
@@ -373,6 +380,7 @@ def argument_spec():
             dest=dict(type='path', required=True),
             src=dict(type='path'),
             pattern=dict(type='str'),
+            backup_set=dict(type='bool', default=True),
             validate=dict(type='str', default='auto', choices=list(cr.VALIDATORS)),
             diff_mode=dict(type='str', default='auto', choices=list(cr.DIFF_MODES)),
         )),
@@ -496,7 +504,7 @@ class Restorer(object):
                     raise cr.RestoreError('no backup matches the pattern %s for %s; check the pattern (relative '
                                           'patterns are looked up in the directory of dest) or give src'
                                           % (cr.resolve_pattern(item['dest'], item['pattern']), item['dest']))
-                if self.params['backup_set']:
+                if self.params['backup_set'] and raw.get('backup_set', True):
                     sets.append(item)
             items.append(item)
         if sets:
