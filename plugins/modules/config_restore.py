@@ -86,6 +86,13 @@ options:
             deploy's C(.env) and compose file, backed up at another time).
         type: bool
         default: true
+      optional:
+        description:
+          - When no backup matches O(items[].pattern), skip this item (returned with
+            RV(items[].skipped) saying why) instead of failing. A skipped item takes no part in the
+            backup set. Roles use it for what a stack may lack, such as a key with no backup.
+        type: bool
+        default: false
       validate:
         description:
           - How the candidate is checked before anything is replaced.
@@ -296,6 +303,10 @@ items:
       description: Mode of the file after the restore, octal text.
       type: str
       sample: '0600'
+    skipped:
+      description: Why an O(items[].optional) item was skipped; V(null) when it was not.
+      type: str
+      sample: no backup matches /srv/taylordash/certs/taylordash.key.backup.*
 kept:
   description: Every kept copy, in item order.
   returned: always
@@ -381,6 +392,7 @@ def argument_spec():
             src=dict(type='path'),
             pattern=dict(type='str'),
             backup_set=dict(type='bool', default=True),
+            optional=dict(type='bool', default=False),
             validate=dict(type='str', default='auto', choices=list(cr.VALIDATORS)),
             diff_mode=dict(type='str', default='auto', choices=list(cr.DIFF_MODES)),
         )),
@@ -456,6 +468,7 @@ class Restorer(object):
         self.tmpdir = None
         self._cli = None
         self.restored_back = []
+        self.skipped = []
 
     # ----------------------------------------------------------------------- helpers
     def fail(self, msg, **extra):
@@ -500,6 +513,11 @@ class Restorer(object):
                 item['validate'] = cr.kind_of(item['dest'])
             if item['pattern']:
                 item['rows'] = cr.candidates(item['dest'], item['pattern'])
+                if not item['rows'] and raw.get('optional'):
+                    self.skipped.append(dict(dest=item['dest'], src=None, changed=False, kept=None,
+                                             validate=item['validate'], validated_by=[],
+                                             skipped='no backup matches %s' % cr.resolve_pattern(item['dest'], item['pattern'])))
+                    continue
                 if not item['rows']:
                     raise cr.RestoreError('no backup matches the pattern %s for %s; check the pattern (relative '
                                           'patterns are looked up in the directory of dest) or give src'
@@ -843,11 +861,15 @@ class Restorer(object):
         self.plan_kept(items)
         changed = [item for item in items if item['changed']]
         self.result['changed'] = bool(changed)
-        self.result['items'] = [self.item_result(item) for item in items]
+        by_dest = dict((item['dest'], self.item_result(item)) for item in items)
+        by_dest.update((entry['dest'], entry) for entry in self.skipped)
+        self.result['items'] = [by_dest[raw['dest']] for raw in self.params['items'] if raw['dest'] in by_dest]
         if self.module._diff and changed:
             self.result['diff'] = [self.diff_for(item) for item in changed]
         if not changed:
-            self.result['msg'] = 'All %d file(s) already equal their backups; nothing to do.' % len(items)
+            skipped = '; '.join('%s skipped: %s' % (entry['dest'], entry['skipped']) for entry in self.skipped)
+            self.result['msg'] = ('All %d file(s) already equal their backups; nothing to do.' % len(items)
+                                  if items else 'Nothing to restore.') + ((' ' + skipped + '.') if skipped else '')
             return self.finish()
         what = ', '.join('%s from %s' % (item['dest'], item['src']) for item in changed)
         kept = [item['kept'] for item in changed if item['kept']]
@@ -873,7 +895,7 @@ class Restorer(object):
         entry = dict(dest=item['dest'], src=item['src'], changed=item['changed'], kept=item['kept'],
                      validate=item['validate'], validated_by=item['validated_by'],
                      sha256_before=sha256_bytes(item['live']) if item['live'] is not None else None,
-                     sha256_after=sha256_bytes(item['data']), mode='%04o' % item['mode'])
+                     sha256_after=sha256_bytes(item['data']), mode='%04o' % item['mode'], skipped=None)
         if item['validate'] == 'env':
             before = cr.parse_env(to_text(item['live'] or b'', errors='surrogate_or_replace'))[0]
             added, removed, changed = cr.env_key_changes(before, item.get('env') or {})
