@@ -360,3 +360,34 @@ def test_config_restore_any_option(data, tmp_path_factory):
         kind, result = fuzz.check(option_and_value, cwd=tmp, check_mode=True)
     assert (area / "live.json").read_text() == "{}", "check mode changed a file"
     assert not [p for p in area.iterdir() if p.name not in ("live.json", "backup.json", "empty")]
+
+
+def test_module_optional_item_without_backup_is_skipped(tmp_path):
+    live = tmp_path / "plugins_config.json"
+    live.write_text("{}")
+    (tmp_path / "plugins_config.backup.json").write_text('{"a": 1}')
+    key = tmp_path / "site.key"
+    items = [{"dest": str(live), "pattern": "plugins_config.backup.json"},
+             {"dest": str(key), "pattern": "site.key.backup.*", "optional": True, "validate": "key"}]
+    kind, result = run(tmp_path, items=items)
+    assert kind == "exit" and result["changed"]
+    assert [i["skipped"] for i in result["items"]] == [None, "no backup matches %s/site.key.backup.*" % tmp_path]
+    kind, result = run(tmp_path, items=items[1:])
+    assert kind == "exit" and not result["changed"] and "Nothing to restore" in result["msg"]
+    kind, result = run(tmp_path, items=[dict(items[1], optional=False)])
+    assert kind == "fail" and "no backup matches" in result["msg"].lower()
+
+
+def test_backup_set_leaves_out_items_not_in_the_set(tmp_path):
+    for name in (".env.backup.20261125_101010", "docker-compose.backup.20261125_101010"):
+        (tmp_path / name).write_text("A=1\n" if name.startswith(".env") else "services: {}\n")
+    (tmp_path / "plugins_config.json.backup.20261201_000000").write_text("{}")
+    (tmp_path / "plugins_config.json").write_text('{"x": 1}')
+    kind, result = run(tmp_path, check_mode=True, backup_set=True, items=[
+        {"dest": str(tmp_path / "app.env"), "pattern": ".env.backup.*", "validate": "none"},
+        {"dest": str(tmp_path / "other.yml"), "pattern": "docker-compose.backup.*", "validate": "none"},
+        {"dest": str(tmp_path / "plugins_config.json"), "pattern": "plugins_config.json.backup.*",
+         "backup_set": False}])
+    assert kind == "exit", result["msg"]
+    assert result["backup_set"] == "20261125_101010"
+    assert result["items"][2]["src"].endswith("20261201_000000")
