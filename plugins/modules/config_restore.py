@@ -18,7 +18,7 @@ description:
     glob (O(items[].pattern)) whose newest match is restored. Newest means the latest timestamp
     in the file name (C(.env.backup.20261125_101010)), never the modification time, which a copy
     changes.
-  - Items a deploy backed up together can be tied to one backup set (O(backup_set)): the newest
+  - Items a deploy backed up together can be tied to one backup set (O(backup_set)) - the newest
     timestamp that exists for every pattern item is chosen, and returned.
   - Before anything is replaced every backup must be readable and non-empty, and the candidate
     files are validated (see O(items[].validate)). A failing validation changes nothing and says
