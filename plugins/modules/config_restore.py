@@ -191,6 +191,7 @@ options:
 notes:
   - Restoring files does not restart anything. Recreate the services whose configuration changed
     (RV(services_changed)) and reload nginx afterwards; the C(taylordash.rollback.config) role does.
+  - A O(items[].dest) that is a symbolic link stays one; the file it points at is replaced.
   - The C(docker compose config) validation writes the candidates to a temporary directory and
     passes them with C(--file) and C(--env-file), with the real project directory, so relative
     paths resolve as they do live and the live files are never touched.
@@ -543,6 +544,8 @@ class Restorer(object):
             item['data'] = cr.read_limited(item['src'])
             if not item['data']:
                 raise cr.RestoreError('the backup %s for %s is empty; choose another backup' % (item['src'], item['dest']))
+            # A dest that is a symlink keeps being one: the file it points at is replaced.
+            item['target'] = os.path.realpath(item['dest']) if os.path.islink(item['dest']) else item['dest']
             item['exists'] = os.path.isfile(item['dest'])
             item['live'] = cr.read_limited(item['dest']) if item['exists'] else None
             if item['exists']:
@@ -805,9 +808,9 @@ class Restorer(object):
                     cr.write_new(item['kept'], item['live'], item['mode'], item['uid'], item['gid'])
                     kept_written = True
                     self.result['kept'].append(item['kept'])
-                cr.write_atomic(item['dest'], item['data'], item['mode'], item['uid'], item['gid'])
+                cr.write_atomic(item['target'], item['data'], item['mode'], item['uid'], item['gid'])
                 done.append(item)
-                with open(item['dest'], 'rb') as handle:
+                with open(item['target'], 'rb') as handle:
                     if handle.read() != item['data']:
                         raise OSError('the file read back differs from the backup')
             except (IOError, OSError) as exc:
@@ -833,9 +836,9 @@ class Restorer(object):
         for item in reversed(done):
             try:
                 if item['exists']:
-                    cr.write_atomic(item['dest'], item['live'], item['mode'], item['uid'], item['gid'])
+                    cr.write_atomic(item['target'], item['live'], item['mode'], item['uid'], item['gid'])
                 else:
-                    os.unlink(item['dest'])
+                    os.unlink(item['target'])
                 self.restored_back.append(item['dest'])
             except OSError as exc:
                 self.module.warn('Could not put %s back (%s); its previous content is in %s'

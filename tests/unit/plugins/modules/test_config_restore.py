@@ -391,3 +391,16 @@ def test_backup_set_leaves_out_items_not_in_the_set(tmp_path):
     assert kind == "exit", result["msg"]
     assert result["backup_set"] == "20261125_101010"
     assert result["items"][2]["src"].endswith("20261201_000000")
+
+
+def test_module_symlinked_dest_stays_a_link(tmp_path):
+    real = tmp_path / "store" / "settings.json"
+    real.parent.mkdir()
+    real.write_text('{"v": 2}')
+    link = tmp_path / "settings.json"
+    link.symlink_to(real)
+    (tmp_path / "settings.backup.json").write_text('{"v": 1}')
+    kind, result = run(tmp_path, items=[{"dest": str(link), "src": str(tmp_path / "settings.backup.json")}])
+    assert kind == "exit" and result["changed"]
+    assert link.is_symlink() and real.read_text() == '{"v": 1}'
+    assert Path(result["kept"][0]).read_text() == '{"v": 2}'
