@@ -297,7 +297,7 @@ def load_key(data):
     except TypeError:
         raise RestoreError('the private key is encrypted; nginx would need its passphrase at every start. '
                            'Restore an unencrypted key')
-    except (ValueError, Exception):  # cryptography raises several types for a bad key
+    except Exception:  # cryptography raises several types for a bad key
         raise RestoreError('not a PEM private key')
 
 
@@ -333,7 +333,7 @@ def check_ca(cert, ca_data):
         try:
             cert.verify_directly_issued_by(ca)
             return None
-        except (ValueError, TypeError, Exception):  # InvalidSignature and friends
+        except Exception:  # InvalidSignature, or a key type that cannot sign: not this CA
             continue
     return 'the certificate does not verify against the CA file (issuer %s)' % cert.issuer.rfc4514_string()
 
