@@ -18,7 +18,7 @@ description:
     glob (O(items[].pattern)) whose newest match is restored. Newest means the latest timestamp
     in the file name (C(.env.backup.20261125_101010)), never the modification time, which a copy
     changes.
-  - Items a deploy backed up together can be tied to one backup set (O(backup_set)): the newest
+  - Items a deploy backed up together can be tied to one backup set (O(backup_set)) - the newest
     timestamp that exists for every pattern item is chosen, and returned.
   - Before anything is replaced every backup must be readable and non-empty, and the candidate
     files are validated (see O(items[].validate)). A failing validation changes nothing and says
@@ -79,6 +79,20 @@ options:
             without a timestamp are refused (none is the newest).
           - The live file itself and kept copies of earlier restores are never matched.
         type: str
+      backup_set:
+        description:
+          - With O(backup_set=true), whether this O(items[].pattern) item is tied to the set.
+            V(false) restores its own newest backup (a certificate restored in the same run as a
+            deploy's C(.env) and compose file, backed up at another time).
+        type: bool
+        default: true
+      optional:
+        description:
+          - When no backup matches O(items[].pattern), skip this item (returned with
+            RV(items[].skipped) saying why) instead of failing. A skipped item takes no part in the
+            backup set. Roles use it for what a stack may lack, such as a key with no backup.
+        type: bool
+        default: false
       validate:
         description:
           - How the candidate is checked before anything is replaced.
@@ -289,6 +303,10 @@ items:
       description: Mode of the file after the restore, octal text.
       type: str
       sample: '0600'
+    skipped:
+      description: Why an O(items[].optional) item was skipped; V(null) when it was not.
+      type: str
+      sample: no backup matches /srv/taylordash/certs/taylordash.key.backup.*
 kept:
   description: Every kept copy, in item order.
   returned: always
@@ -363,7 +381,8 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._files import 
 from ansible_collections.taylordash.rollback.plugins.module_utils._process import run_streaming
 from ansible_collections.taylordash.rollback.plugins.module_utils._safe_module import build_module
 
-UNSET_RE = re.compile(r'The "([A-Za-z_][A-Za-z0-9_]*)" variable is not set')
+# compose's warning, logged with the quotes escaped: msg="The \"TD_X\" variable is not set. ..."
+UNSET_RE = re.compile(r'The \\?"([A-Za-z_][A-Za-z0-9_]*)\\?" variable is not set')
 
 
 def argument_spec():
@@ -372,6 +391,8 @@ def argument_spec():
             dest=dict(type='path', required=True),
             src=dict(type='path'),
             pattern=dict(type='str'),
+            backup_set=dict(type='bool', default=True),
+            optional=dict(type='bool', default=False),
             validate=dict(type='str', default='auto', choices=list(cr.VALIDATORS)),
             diff_mode=dict(type='str', default='auto', choices=list(cr.DIFF_MODES)),
         )),
@@ -447,6 +468,7 @@ class Restorer(object):
         self.tmpdir = None
         self._cli = None
         self.restored_back = []
+        self.skipped = []
 
     # ----------------------------------------------------------------------- helpers
     def fail(self, msg, **extra):
@@ -491,11 +513,16 @@ class Restorer(object):
                 item['validate'] = cr.kind_of(item['dest'])
             if item['pattern']:
                 item['rows'] = cr.candidates(item['dest'], item['pattern'])
+                if not item['rows'] and raw.get('optional'):
+                    self.skipped.append(dict(dest=item['dest'], src=None, changed=False, kept=None,
+                                             validate=item['validate'], validated_by=[],
+                                             skipped='no backup matches %s' % cr.resolve_pattern(item['dest'], item['pattern'])))
+                    continue
                 if not item['rows']:
                     raise cr.RestoreError('no backup matches the pattern %s for %s; check the pattern (relative '
                                           'patterns are looked up in the directory of dest) or give src'
                                           % (cr.resolve_pattern(item['dest'], item['pattern']), item['dest']))
-                if self.params['backup_set']:
+                if self.params['backup_set'] and raw.get('backup_set', True):
                     sets.append(item)
             items.append(item)
         if sets:
@@ -644,7 +671,7 @@ class Restorer(object):
                                           '(the stack\'s nginx image) or nginx_validate_command' % item['dest'])
             argv = [binary, '-t', '-c', path]
             how = 'nginx -t'
-        self.run_check(argv, 'nginx rejects the backup %s for %s' % (item['src'], item['dest']))
+        self.run_check(argv, 'the backup %s for %s fails nginx -t' % (item['src'], item['dest']))
         item['validated_by'].append(how)
 
     def run_check(self, argv, what):
@@ -706,8 +733,9 @@ class Restorer(object):
         if rc != 0:
             self.result.update(cmd=cr.mask(self.cli.cmd_string(after_args), self.secrets), rc=rc,
                                stderr=cr.mask(stderr, self.secrets))
-            raise cr.RestoreError('docker compose config rejects the project with %s in place: %s; nothing was '
-                                  'changed' % (names, cr.mask(stderr.strip() or stdout.strip(), self.secrets)))
+            raise cr.RestoreError('the compose project %s with %s in place fails docker compose config: %s; '
+                                  'nothing was changed' % (project_dir, names,
+                                                           cr.mask(stderr.strip() or stdout.strip(), self.secrets)))
         unset = sorted(set(UNSET_RE.findall(stderr)))
         for item in compose_items + env_item:
             item['validated_by'].append('docker compose config')
@@ -771,9 +799,11 @@ class Restorer(object):
         for item in items:
             if not item['changed']:
                 continue
+            kept_written = False
             try:
                 if item['kept']:
                     cr.write_new(item['kept'], item['live'], item['mode'], item['uid'], item['gid'])
+                    kept_written = True
                     self.result['kept'].append(item['kept'])
                 cr.write_atomic(item['dest'], item['data'], item['mode'], item['uid'], item['gid'])
                 done.append(item)
@@ -781,6 +811,13 @@ class Restorer(object):
                     if handle.read() != item['data']:
                         raise OSError('the file read back differs from the backup')
             except (IOError, OSError) as exc:
+                if kept_written and item not in done:
+                    # The live file was not replaced: its kept copy is a duplicate.
+                    try:
+                        os.unlink(item['kept'])
+                        self.result['kept'].remove(item['kept'])
+                    except (OSError, ValueError):
+                        pass
                 self.put_back(done)
                 self.result['restored_back'] = self.restored_back
                 self.result['changed'] = False if not self.kept_left() else True
@@ -824,11 +861,15 @@ class Restorer(object):
         self.plan_kept(items)
         changed = [item for item in items if item['changed']]
         self.result['changed'] = bool(changed)
-        self.result['items'] = [self.item_result(item) for item in items]
+        by_dest = dict((item['dest'], self.item_result(item)) for item in items)
+        by_dest.update((entry['dest'], entry) for entry in self.skipped)
+        self.result['items'] = [by_dest[raw['dest']] for raw in self.params['items'] if raw['dest'] in by_dest]
         if self.module._diff and changed:
             self.result['diff'] = [self.diff_for(item) for item in changed]
         if not changed:
-            self.result['msg'] = 'All %d file(s) already equal their backups; nothing to do.' % len(items)
+            skipped = '; '.join('%s skipped: %s' % (entry['dest'], entry['skipped']) for entry in self.skipped)
+            self.result['msg'] = ('All %d file(s) already equal their backups; nothing to do.' % len(items)
+                                  if items else 'Nothing to restore.') + ((' ' + skipped + '.') if skipped else '')
             return self.finish()
         what = ', '.join('%s from %s' % (item['dest'], item['src']) for item in changed)
         kept = [item['kept'] for item in changed if item['kept']]
@@ -854,7 +895,7 @@ class Restorer(object):
         entry = dict(dest=item['dest'], src=item['src'], changed=item['changed'], kept=item['kept'],
                      validate=item['validate'], validated_by=item['validated_by'],
                      sha256_before=sha256_bytes(item['live']) if item['live'] is not None else None,
-                     sha256_after=sha256_bytes(item['data']), mode='%04o' % item['mode'])
+                     sha256_after=sha256_bytes(item['data']), mode='%04o' % item['mode'], skipped=None)
         if item['validate'] == 'env':
             before = cr.parse_env(to_text(item['live'] or b'', errors='surrogate_or_replace'))[0]
             added, removed, changed = cr.env_key_changes(before, item.get('env') or {})
