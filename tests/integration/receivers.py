@@ -8,7 +8,9 @@ at the end of a ``with`` block.
         mail = smtp.wait_for(1)[0]           # email.message.EmailMessage
         body = hook.wait_for(1)[0]["json"]
 
-``free_port()`` gives a port nothing listens on (connection refused).
+``free_port()`` gives a port nothing listens on (connection refused). ``task_seconds()`` measures
+how long one task of a run took (ansible.posix.json callback output), for timeout bounds that do
+not depend on how slow the rest of the run was.
 """
 from __future__ import annotations
 
@@ -32,6 +34,21 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return sock.getsockname()[1]
+
+
+def task_seconds(json_stdout: str, suffix: str) -> float:
+    """How long the last task whose name ends with ``suffix`` ran, from the output of a run with
+    ANSIBLE_STDOUT_CALLBACK=ansible.posix.json."""
+    data = json.loads(json_stdout[json_stdout.index("{"):])
+    found = None
+    for play in data["plays"]:
+        for task in play["tasks"]:
+            if task["task"]["name"].endswith(suffix):
+                found = task["task"]["duration"]
+    if found is None:
+        raise AssertionError(f"no task named ...{suffix}")
+    start, end = (datetime.datetime.fromisoformat(found[k].replace("Z", "+00:00")) for k in ("start", "end"))
+    return (end - start).total_seconds()
 
 
 def _wait(items: list, count: int, deadline: float, what: str, lock: threading.Lock) -> list:
