@@ -49,7 +49,6 @@ _value:
 import re
 
 from ansible.module_utils.common.text.converters import to_text
-from ansible.module_utils.six import string_types
 
 MASK = '********'
 MAX_LENGTH = 240
@@ -78,7 +77,8 @@ def _seconds(timeout):
 
 def _from_message(msg, timeout):
     seconds = _seconds(timeout)
-    if 'task timed out' in msg.lower() or re.search(r'timed out after \d+ seconds', msg, re.IGNORECASE):
+    # ansible-core 2.19 stops a task at its `timeout` with "Task failed: Timed out after 2 second(s)."
+    if re.search(r'timed out after \d+ second', msg, re.IGNORECASE):
         return 'no answer within %s s (the task was stopped)' % seconds if seconds else 'the task was stopped by its timeout'
     match = ERRNO_RE.search(msg)
     if match:
@@ -103,21 +103,23 @@ def escalation_reason(result, secrets=None, timeout=None):
         if not result.get('failed'):
             return ''
         status = result.get('status')
-        msg = _squash(result.get('msg') or 'failed')
+        # Masked before it is taken apart (a reason may be lower-cased), and again at the end.
+        msg = _mask(_squash(result.get('msg') or 'failed'), secrets)
         try:
             status = int(status)
         except (TypeError, ValueError):
             status = -1
-        if status > 0 and 'task timed out' not in msg.lower():
+        if isinstance(result.get('timedout'), dict):
+            period = result['timedout'].get('period', timeout)
+            reason = _from_message('Timed out after %s seconds' % period, period)
+        elif status > 0:
             # ansible.builtin.uri: "Status code was 503 and not [200]: HTTP Error 503: Service Unavailable"
             match = re.search(r'HTTP Error %d: (.*)$' % status, msg)
             reason = 'HTTP %d' % status + ((' ' + match.group(1).strip()) if match else '')
         else:
             reason = _from_message(msg, timeout)
-    elif isinstance(result, string_types):
-        reason = _from_message(_squash(result), timeout)
     else:
-        reason = _from_message(_squash(to_text(result)), timeout)
+        reason = _from_message(_mask(_squash(to_text(result)), secrets), timeout)
     reason = _mask(reason or 'failed', secrets)
     if len(reason) > MAX_LENGTH:
         reason = reason[:MAX_LENGTH - 3] + '...'

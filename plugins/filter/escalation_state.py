@@ -15,7 +15,7 @@ description:
   - Reads the state file of the role C(taylordash.rollback.escalate) (which incident keys were paged
     on which channel, and when) from the registered result of C(ansible.builtin.slurp), or from its text.
   - A missing, empty, unreadable or corrupt file, and any entry of the wrong shape, count as no
-    incident: a broken state file must never stop a page.
+    incident, so that a broken state file never stops a page.
 options:
   _input:
     description: The result of C(ansible.builtin.slurp) of the state file (C(content) in base64), or the file's text.
