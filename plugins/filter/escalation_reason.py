@@ -110,8 +110,9 @@ def escalation_reason(result, secrets=None, timeout=None):
         except (TypeError, ValueError):
             status = -1
         if isinstance(result.get('timedout'), dict):
-            period = result['timedout'].get('period', timeout)
-            reason = _from_message('Timed out after %s seconds' % period, period)
+            # The channel's own timeout is what the operator set; the task's is a backstop above it.
+            period = result['timedout'].get('period')
+            reason = _from_message('Timed out after %s seconds' % period, timeout if _seconds(timeout) else period)
         elif status > 0:
             # ansible.builtin.uri: "Status code was 503 and not [200]: HTTP Error 503: Service Unavailable"
             match = re.search(r'HTTP Error %d: (.*)$' % status, msg)

@@ -108,7 +108,8 @@ def test_smtp_and_webhook_down(fault_stack, runs):
 def test_receivers_hang(fault_stack, runs):
     """Fault: SMTP server accepts and never answers, incident API answers after 60 s -> Outcome:
     each channel is cut at its timeout (3 s): the report says "no answer within 3 s" for both; the
-    mail task and the webhook task each end within 3 s plus the task's own overhead (measured),
+    mail task and the webhook task each end within 3 s plus the task's own overhead (measured; the
+    webhook task's backstop is 8 s),
     far below the receivers' 60 s; the rollback's failure stands."""
     run, esc = _failed_as_before(fault_stack, runs, "hanging")
     assert esc["channels"]["mail"]["detail"].startswith("no answer within 3 s")
@@ -116,7 +117,7 @@ def test_receivers_hang(fault_stack, runs):
     assert runs.receivers.silent.accepted >= 1
     mail = task_seconds(run.proc.stdout, "Mail the on-call recipients")
     webhook = task_seconds(run.proc.stdout, "Post the incident to the webhook")
-    assert 2.5 < mail < 10 and 2.5 < webhook < 10, (mail, webhook)
+    assert 2.5 < mail < 10 and 2.5 < webhook < 15, (mail, webhook)
 
 
 def test_webhook_server_error(fault_stack, runs):

@@ -120,7 +120,7 @@ def test_both_channels_down(tmp_path):
         tmp_path, escalate_mail_to=["oncall@example.com"], escalate_mail_host="127.0.0.1",
         escalate_mail_port=free_port(), escalate_mail_secure="none", escalate_mail_timeout=5,
         escalate_webhook_url=f"http://127.0.0.1:{free_port()}/incidents", escalate_webhook_timeout=2,
-        escalate_webhook_deadline=6, escalate_webhook_retry_delay=1)
+        escalate_webhook_deadline=12, escalate_webhook_retry_delay=1)
     assert proc.returncode != 0
     assert f"Rollback failed: Fail the way the rollback failed: {CAUSE}" in proc.stdout
     assert "escalation: mail failed: connection refused; webhook failed: connection refused; emergency.log written" in proc.stdout
@@ -153,8 +153,8 @@ def test_channels_down_after_a_successful_rollback(tmp_path):
 
 def test_slow_receivers_are_cut_at_their_timeout(tmp_path):
     """An SMTP server that accepts and never answers, an incident API that answers after 60 s:
-    each channel gives up at its timeout (3 s, measured on its own task), and the whole play ends
-    far below the receivers' delay."""
+    each channel gives up at its timeout (3 s; measured on its own task, with room for a loaded
+    machine), and the whole play ends far below the receivers' delay."""
     with SilentListener() as smtp, HTTPReceiver(delay=60) as hook:
         proc, stack_dir, seconds = run(
             tmp_path, json_output=True, escalate_mail_to=["oncall@example.com"], escalate_mail_host="127.0.0.1",
@@ -170,7 +170,8 @@ def test_slow_receivers_are_cut_at_their_timeout(tmp_path):
     assert esc["channels"]["webhook"]["detail"].startswith("no answer within 3 s")
     mail = task_seconds(proc.stdout, "Mail the on-call recipients")
     webhook = task_seconds(proc.stdout, "Post the incident to the webhook")
-    assert 2.5 < mail < 10 and 2.5 < webhook < 10, (mail, webhook)
+    # The mail task stops at 3 s; the webhook's module at its 3 s (the task's backstop is 8 s).
+    assert 2.5 < mail < 10 and 2.5 < webhook < 15, (mail, webhook)
     assert seconds < 60, seconds
 
 

@@ -16,8 +16,10 @@ from ansible_collections.taylordash.rollback.plugins.filter.escalation_state imp
     # community.general.mail, nothing listening (the module's exception, as 2.19 reports it)
     ({"failed": True, "msg": "Task failed: Module failed: [Errno 111] Connection refused"}, 20, "connection refused"),
     # a task stopped by its `timeout` keyword
-    ({"failed": True, "msg": "Task failed: Timed out after 2 second(s).", "timedout": {"period": 2}}, 20,
+    ({"failed": True, "msg": "Task failed: Timed out after 2 second(s).", "timedout": {"period": 2}}, None,
      "no answer within 2 s (the task was stopped)"),
+    ({"failed": True, "msg": "Task failed: Timed out after 8 second(s).", "timedout": {"period": 8}}, 3,
+     "no answer within 3 s (the task was stopped)"),
     ({"failed": True, "msg": "Task failed: Timed out after 3 second(s)."}, 3, "no answer within 3 s (the task was stopped)"),
     # ansible.builtin.uri
     ({"failed": True, "status": -1, "msg": "Status code was -1 and not [200]: Request failed: "
