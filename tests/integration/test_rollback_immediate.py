@@ -198,11 +198,11 @@ def test_second_rollback_while_one_runs(bad_deploy, tmp_path):
 
 def stack_files(stack) -> dict:
     """The stack's files with size and mtime, except the rollback's own documentation (report
-    archive and history log, written for a failed run too)."""
+    archive, history log and emergency.log, written for a failed run too)."""
     out = {}
     for path in sorted(stack.dir.rglob("*")):
         rel = path.relative_to(stack.dir)
-        if path.is_file() and rel.parts[0] not in ("rollbacks", "rollback_history.log"):
+        if path.is_file() and rel.parts[0] not in ("rollbacks", "rollback_history.log", "emergency.log"):
             out[str(rel)] = (path.stat().st_size, path.stat().st_mtime_ns)
     return out
 
