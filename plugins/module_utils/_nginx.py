@@ -485,12 +485,14 @@ class Switch(object):
         return candidate, current
 
     def wait_generation(self, old_workers, deadline):
-        """Wait until the master runs a worker that is not among ``old_workers``."""
+        """Wait until the master runs a worker that is not among ``old_workers`` and none of
+        ``old_workers`` still accepts connections (each has exited or says it is shutting down:
+        between the two, an old worker still takes new connections with the old config)."""
         last = None
         while True:
             master, workers, shutting = self.nginx.workers()
             last = dict(master_pid=master, workers=workers, old_workers=shutting)
-            if [w for w in workers if w not in old_workers]:
+            if [w for w in workers if w not in old_workers] and not [w for w in workers if w in old_workers]:
                 return True, last
             if self.clock() >= deadline:
                 return False, last
