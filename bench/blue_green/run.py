@@ -184,7 +184,8 @@ async def under_load(port, opts, switch):
 def task_window(json_stdout, first, last):
     """Monotonic (start, end) of the tasks named ``first`` .. ``last`` from the json callback."""
     import datetime
-    data = json.loads(json_stdout[json_stdout.index("{"):])
+    # raw_decode: the project's profile_tasks callback prints its table after the JSON
+    data, _end = json.JSONDecoder().raw_decode(json_stdout[json_stdout.index("{"):])
     times = {}
     for play in data["plays"]:
         for task in play["tasks"]:
