@@ -189,7 +189,8 @@ def task_window(json_stdout, first, last):
     times = {}
     for play in data["plays"]:
         for task in play["tasks"]:
-            name = task["task"]["name"]
+            # role tasks are named "<role> : <task>"
+            name = task["task"]["name"].split(" : ", 1)[-1]
             times[name] = (task["task"]["duration"]["start"], task["task"]["duration"].get("end"))
     def mono(stamp):
         wall = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

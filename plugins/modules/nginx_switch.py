@@ -17,7 +17,7 @@ description:
     O(src), and runs C(nginx -t). When the test fails, the old file is put back, nginx is not
     reloaded, and the task fails with nginx's message.
   - Reloads gracefully only (a C(SIGHUP) to the master, C(systemctl reload), or C(nginx -s reload) in
-    the compose service): workers finish the requests they have; nginx is never restarted.
+    the compose service) - workers finish the requests they have; nginx is never restarted.
   - Then waits, with a deadline (O(reload_timeout)), until the master runs a new generation of worker
     processes, and, when O(verify_url) is set, until O(verify_successes) answers in a row through nginx
     carry the marker of the new config (O(verify_header) equal to O(verify_value)) within
