@@ -154,8 +154,12 @@ def summarise(load, window, steady_end):
     kinds = {}
     for r in failed:
         kinds[str(r[2])] = kinds.get(str(r[2]), 0) + 1
+    phases = {"steady": 0, "switch": 0, "other": 0}
+    for r in failed:
+        phase = "steady" if r[0] < steady_end else ("switch" if window[0] <= r[0] <= window[1] else "other")
+        phases[phase] += 1
     return {
-        "requests": len(recs), "failed": len(failed), "failed_by_kind": kinds, "retried_stale_keepalive": load.retries,
+        "requests": len(recs), "failed": len(failed), "failed_by_kind": kinds, "failed_by_phase": phases, "retried_stale_keepalive": load.retries,
         "colors": colors, "steady_p99_ms": round(p99(steady) * 1000, 2) if steady else None,
         "switch_p99_ms": round(p99(during) * 1000, 2) if during else None,
         "switch_window_s": round(window[1] - window[0], 2),
