@@ -13,7 +13,7 @@ that load, one after the other:
       docker compose down of green at once
 
 Before each, the lb is put back on green with green running, and the load runs --steady seconds
-before the switch starts (the steady p99), and at least until --duration seconds in all and
+before the switch starts (the steady p99; after --warmup seconds not counted), and at least until --duration seconds in all and
 --after seconds after the switch ended. A failed request is a non-2xx answer, a reset or EOF, or no
 answer within --request-timeout. Like every HTTP/1.1 client (RFC 9112 9.3.1), the client retries
 once, on a new connection, a request that met a keep-alive connection the server had just closed
@@ -159,11 +159,13 @@ def summarise(load, window, steady_end):
         phase = "steady" if r[0] < steady_end else ("switch" if window[0] <= r[0] <= window[1] else "other")
         phases[phase] += 1
     return {
-        "requests": len(recs), "failed": len(failed), "failed_by_kind": kinds, "failed_by_phase": phases, "retried_stale_keepalive": load.retries,
+        "warmup_requests_not_counted": load.warmup_records, "requests": len(recs), "failed": len(failed), "failed_by_kind": kinds, "failed_by_phase": phases, "retried_stale_keepalive": load.retries,
         "colors": colors, "steady_p99_ms": round(p99(steady) * 1000, 2) if steady else None,
         "switch_p99_ms": round(p99(during) * 1000, 2) if during else None,
         "switch_window_s": round(window[1] - window[0], 2),
         "median_ms": round(statistics.median([r[1] for r in recs]) * 1000, 2) if recs else None,
+        "max_ms": round(max(r[1] for r in recs) * 1000, 2) if recs else None,
+        "slow_over_5s": sum(1 for r in recs if r[1] > 5),
         "rps": round(len(recs) / (recs[-1][0] - recs[0][0]), 1) if len(recs) > 1 else None,
     }
 
@@ -172,6 +174,11 @@ async def under_load(port, opts, switch):
     """Run ``switch`` (blocking, in a thread) under load; returns (load, (window start, end), steady end)."""
     load = Load(port, opts.path, opts.clients, opts.request_timeout)
     runner = asyncio.ensure_future(load.run())
+    # Warm-up, not counted: the first requests open nginx's connections to the backend at once,
+    # more than the stand-in backend's listen queue takes (SYN retries of 1 s and more).
+    await asyncio.sleep(opts.warmup)
+    load.warmup_records, load.records = len(load.records), []
+    load.retries = 0
     began = time.monotonic()
     await asyncio.sleep(opts.steady)
     steady_end = time.monotonic()
@@ -207,9 +214,12 @@ def main():
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load at least")
     parser.add_argument("--steady", type=float, default=5.0, help="seconds of load before the switch")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before counting")
     parser.add_argument("--after", type=float, default=2.0, help="seconds of load after the switch ended")
     parser.add_argument("--path", default="/health/live")
-    parser.add_argument("--request-timeout", type=float, default=5.0)
+    # A request slower than this counts as failed. 30 s, as browsers and load balancers wait; slower
+    # answers than 5 s are counted separately (slow_over_5s).
+    parser.add_argument("--request-timeout", type=float, default=30.0)
     parser.add_argument("--only", choices=("ours", "seed"))
     opts = parser.parse_args()
     if not 1 <= opts.clients <= 500 or not 1 <= opts.duration <= 300:
@@ -244,8 +254,9 @@ def main():
             "blue_green_nginx_conf": str(lb / "nginx.conf"), "blue_green_nginx_pid_file": str(lb / "nginx.pid"),
             "blue_green_url": "http://127.0.0.1:%s/health/ready" % port,
             "blue_green_lock_path": str(lb / ".rollback.lock"),
-            # the benchmark measures the switch; the validation has its own tests
-            "validate_perf_samples": 3, "validate_perf_warmup": 0,
+            # The benchmark's own load makes the validation's response-time targets meaningless
+            # (they are for an idle stack); the P1 script and the checklist still run.
+            "validate_perf_enabled": False,
         }
         (work / "vars.json").write_text(json.dumps(extra))
         secrets = work / "secrets.json"
