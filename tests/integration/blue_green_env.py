@@ -107,7 +107,7 @@ class BlueGreen:
             "blue_green_nginx_conf": str(self.lb / "nginx.conf"),
             "blue_green_url": self.url,
             "blue_green_lock_path": str(self.lb / ".rollback.lock"),
-            "blue_green_verify_timeout": 10,
+            "blue_green_verify_timeout": 30,
             "blue_green_health_timeout": 5,
         })
         if self.compose_mode:
