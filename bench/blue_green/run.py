@@ -154,9 +154,10 @@ def summarise(load, window, steady_end):
     kinds = {}
     for r in failed:
         kinds[str(r[2])] = kinds.get(str(r[2]), 0) + 1
-    phases = {"steady": 0, "switch": 0, "other": 0}
+    phases = {"steady": 0, "switch": 0, "after": 0}
     for r in failed:
-        phase = "steady" if r[0] < steady_end else ("switch" if window[0] <= r[0] <= window[1] else "other")
+        ended = r[0] + r[1]  # by when it failed: a request sent before the switch can die in it
+        phase = "steady" if ended < window[0] else ("switch" if ended <= window[1] else "after")
         phases[phase] += 1
     return {
         "warmup_requests_not_counted": load.warmup_records, "requests": len(recs), "failed": len(failed), "failed_by_kind": kinds, "failed_by_phase": phases, "retried_stale_keepalive": load.retries,
