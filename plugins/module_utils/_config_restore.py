@@ -262,7 +262,7 @@ def check_json(data):
     try:
         json.loads(data.decode('utf-8'))
     except (UnicodeDecodeError, ValueError) as exc:
-        return 'not valid JSON (%s)' % (str(exc).split(':')[0] if isinstance(exc, ValueError) else 'not UTF-8')
+        return 'not valid JSON (%s)' % (str(exc).split(':', maxsplit=1)[0] if isinstance(exc, ValueError) else 'not UTF-8')
     return None
 
 

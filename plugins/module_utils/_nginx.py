@@ -618,7 +618,7 @@ class Switch(object):
                               'nginx serves.' % (self.shown_path, self.src, failure))
         raise SwitchError('Switch of %s to %s failed: %s; putting the old config back failed too: %s. Check nginx '
                           'now (the old file is kept at %s).' % (self.shown_path, self.src, failure, revert_problem,
-                                                                backup or '(none)'))
+                                                                 backup or '(none)'))
 
     def _drop(self, backup):
         if backup:

@@ -198,7 +198,6 @@ notes:
 seealso:
   - module: ansible.builtin.copy
   - module: taylordash.rollback.stack_info
-  - role: taylordash.rollback.config
 """
 
 EXAMPLES = r"""

@@ -64,7 +64,7 @@ class BlueGreen:
     def served(self, n: int = 5) -> list:
         """The color header of n requests through the lb (None for a failed request)."""
         out = []
-        for _ in range(n):
+        for _request in range(n):
             status, headers, _body = http_get(self.url)
             out.append(headers.get("x-taylordash-env") if status == 200 else None)
         return out

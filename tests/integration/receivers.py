@@ -287,7 +287,7 @@ class SilentListener:
     def _run(self):
         while not self._stopping.is_set():
             try:
-                conn, _ = self._sock.accept()
+                conn, _peer = self._sock.accept()
             except (socket.timeout, OSError):
                 continue
             self.accepted += 1

@@ -72,9 +72,9 @@ def test_mail_and_webhook_delivered(tmp_path):
     the token; both named in the report, the JSON, the history log and emergency.log. The play
     still fails with the rollback's own cause."""
     with SMTPReceiver(login=(USER, PASSWORD), starttls=True) as smtp, HTTPReceiver() as hook:
-        proc, stack_dir, _ = run(tmp_path, secrets={"escalate_mail_password": PASSWORD, "escalate_webhook_token": TOKEN},
-                                 escalate_mail_username=USER, escalate_webhook_url=hook.url,
-                                 **mail_settings(smtp))
+        proc, stack_dir, _written = run(tmp_path, secrets={"escalate_mail_password": PASSWORD, "escalate_webhook_token": TOKEN},
+                                        escalate_mail_username=USER, escalate_webhook_url=hook.url,
+                                        **mail_settings(smtp))
         (mail,) = smtp.wait_for(1)
         (call,) = hook.wait_for(1)
     assert proc.returncode != 0
@@ -139,7 +139,7 @@ def test_both_channels_down(tmp_path):
 def test_channels_down_after_a_successful_rollback(tmp_path):
     """A successful rollback with escalate_on_success and both receivers down: the play succeeds,
     the report says the notification failed."""
-    proc, stack_dir, _ = run(
+    proc, stack_dir, _written = run(
         tmp_path, failure=None, escalate_on_success=True, escalate_mail_to=["oncall@example.com"],
         escalate_mail_host="127.0.0.1", escalate_mail_port=free_port(), escalate_mail_secure="none",
         escalate_webhook_url=f"http://127.0.0.1:{free_port()}/incidents", escalate_webhook_deadline=2,
@@ -178,8 +178,8 @@ def test_slow_receivers_are_cut_at_their_timeout(tmp_path):
 def test_webhook_retries_within_its_deadline(tmp_path):
     """503, 503, then 202: delivered on the third attempt. A 400 is final: one attempt."""
     with HTTPReceiver(statuses=[503, 503, 202]) as hook:
-        _, stack_dir, _ = run(tmp_path, escalate_webhook_url=hook.url, escalate_webhook_retry_delay=0,
-                              escalate_webhook_deadline=20, escalate_webhook_timeout=5)
+        _proc, stack_dir, _written = run(tmp_path, escalate_webhook_url=hook.url, escalate_webhook_retry_delay=0,
+                                         escalate_webhook_deadline=20, escalate_webhook_timeout=5)
         assert len(hook.wait_for(3)) == 3
     webhook = report_json(stack_dir)["escalation"]["channels"]["webhook"]
     assert webhook["status"] == "sent" and webhook["attempts"] == 3
@@ -187,7 +187,7 @@ def test_webhook_retries_within_its_deadline(tmp_path):
     other = tmp_path / "second"
     other.mkdir()
     with HTTPReceiver(statuses=[400]) as hook:
-        _, stack_dir, _ = run(other, escalate_webhook_url=hook.url, escalate_webhook_retry_delay=0)
+        _proc, stack_dir, _written = run(other, escalate_webhook_url=hook.url, escalate_webhook_retry_delay=0)
         assert len(hook.requests) == 1
     webhook = report_json(stack_dir)["escalation"]["channels"]["webhook"]
     assert webhook["status"] == "failed" and webhook["detail"] == "HTTP 400 Bad Request"
@@ -199,17 +199,17 @@ def test_secrets_never_shown(tmp_path):
     neither when delivered nor when the receivers are down."""
     secrets = {"escalate_mail_password": PASSWORD, "escalate_webhook_token": TOKEN}
     with SMTPReceiver(login=(USER, PASSWORD), starttls=True) as smtp, HTTPReceiver() as hook:
-        proc, stack_dir, _ = run(tmp_path, verbosity=3, secrets=secrets, escalate_mail_username=USER,
-                                 escalate_webhook_url=hook.url, **mail_settings(smtp))
+        proc, stack_dir, _written = run(tmp_path, verbosity=3, secrets=secrets, escalate_mail_username=USER,
+                                        escalate_webhook_url=hook.url, **mail_settings(smtp))
         smtp.wait_for(1)
         hook.wait_for(1)
     assert smtp.logins == [USER]
     down = tmp_path / "down"
     down.mkdir()
-    proc_down, down_dir, _ = run(down, verbosity=3, secrets=secrets, escalate_mail_username=USER,
-                                 escalate_mail_to=["oncall@example.com"], escalate_mail_host="127.0.0.1",
-                                 escalate_mail_port=free_port(), escalate_webhook_url=f"http://127.0.0.1:{free_port()}/x",
-                                 escalate_webhook_deadline=2, escalate_webhook_timeout=2)
+    proc_down, down_dir, _written = run(down, verbosity=3, secrets=secrets, escalate_mail_username=USER,
+                                        escalate_mail_to=["oncall@example.com"], escalate_mail_host="127.0.0.1",
+                                        escalate_mail_port=free_port(), escalate_webhook_url=f"http://127.0.0.1:{free_port()}/x",
+                                        escalate_webhook_deadline=2, escalate_webhook_timeout=2)
     for text in (proc.stdout, proc.stderr, proc_down.stdout, proc_down.stderr):
         assert PASSWORD not in text and TOKEN not in text
     files = [p for d in (stack_dir, down_dir) for p in d.rglob("*") if p.is_file()]
@@ -231,10 +231,10 @@ def test_a_retried_play_does_not_page_twice(tmp_path):
         first = report_json(tmp_path / "stack")["incident_id"]
         for old in (tmp_path / "stack" / "rollbacks").iterdir():
             old.rename(old.with_name("first_" + old.name))
-        proc, stack_dir, _ = run(tmp_path, failure=CAUSE.replace("30.2", "31.7"), **settings)
+        proc, stack_dir, _written = run(tmp_path, failure=CAUSE.replace("30.2", "31.7"), **settings)
         assert len(smtp.messages) == 1 and len(hook.requests) == 1
         assert proc.returncode != 0
-        (second,) = [p for p in (stack_dir / "rollbacks").glob("2*/rollback_report_*.json")]
+        (second,) = list((stack_dir / "rollbacks").glob("2*/rollback_report_*.json"))
         esc = json.loads(second.read_text())["escalation"]
         assert esc["duplicate_of"] == first
         assert esc["channels"]["mail"]["status"] == "duplicate"
@@ -251,8 +251,8 @@ def test_pagerduty_events_v2_body(tmp_path):
     """escalate_webhook_format=pagerduty: an Events v2 trigger with the token as routing_key, the
     incident key as dedup_key, and the payload fields PagerDuty requires; no Authorization header."""
     with HTTPReceiver(statuses=[202]) as hook:
-        _, stack_dir, _ = run(tmp_path, secrets={"escalate_webhook_token": TOKEN}, escalate_webhook_url=hook.url,
-                              escalate_webhook_format="pagerduty", escalate_severity="error")
+        _proc, stack_dir, _written = run(tmp_path, secrets={"escalate_webhook_token": TOKEN}, escalate_webhook_url=hook.url,
+                                         escalate_webhook_format="pagerduty", escalate_severity="error")
         (call,) = hook.wait_for(1)
     body = call["json"]
     data = report_json(stack_dir)
@@ -272,7 +272,7 @@ def test_pagerduty_events_v2_body(tmp_path):
 def test_success_is_quiet_unless_asked(tmp_path):
     """A successful rollback sends nothing by default; with escalate_on_success an info mail."""
     with SMTPReceiver() as smtp, HTTPReceiver() as hook:
-        proc, stack_dir, _ = run(tmp_path, failure=None, escalate_webhook_url=hook.url, **mail_settings(smtp))
+        proc, stack_dir, _written = run(tmp_path, failure=None, escalate_webhook_url=hook.url, **mail_settings(smtp))
         assert proc.returncode == 0
         assert "escalation: nothing to escalate" in proc.stdout
         assert not smtp.messages and not hook.requests and not (stack_dir / "emergency.log").exists()
@@ -280,8 +280,8 @@ def test_success_is_quiet_unless_asked(tmp_path):
 
         other = tmp_path / "notify"
         other.mkdir()
-        proc, stack_dir, _ = run(other, failure=None, escalate_on_success=True, escalate_webhook_url=hook.url,
-                                 **mail_settings(smtp))
+        proc, stack_dir, _written = run(other, failure=None, escalate_on_success=True, escalate_webhook_url=hook.url,
+                                        **mail_settings(smtp))
         (mail,) = smtp.wait_for(1)
         (call,) = hook.wait_for(1)
     assert proc.returncode == 0
@@ -292,7 +292,7 @@ def test_success_is_quiet_unless_asked(tmp_path):
 def test_check_mode_sends_and_writes_nothing(tmp_path):
     """--check: no mail, no webhook call, no file; the output says what would be sent."""
     with SMTPReceiver() as smtp, HTTPReceiver() as hook:
-        proc, stack_dir, _ = run(tmp_path, check=True, escalate_webhook_url=hook.url, **mail_settings(smtp))
+        proc, stack_dir, _written = run(tmp_path, check=True, escalate_webhook_url=hook.url, **mail_settings(smtp))
         assert not smtp.messages and not hook.requests
     assert "mail would be sent (check mode); webhook would be sent (check mode)" in proc.stdout
     assert list(stack_dir.iterdir()) == []
@@ -312,7 +312,7 @@ def test_check_mode_sends_and_writes_nothing(tmp_path):
 ])
 def test_broken_settings_stop_the_run_before_it_starts(tmp_path, settings, expected):
     """The preflight names only the broken rules (a secret by its name only); nothing is written."""
-    proc, stack_dir, _ = run(tmp_path, **settings)
+    proc, stack_dir, _written = run(tmp_path, **settings)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     for text in expected:

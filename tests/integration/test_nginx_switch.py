@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -104,8 +102,8 @@ class Lb:
 
     def served(self, n=5):
         out = []
-        for _ in range(n):
-            status, headers, _ = http_get(self.url)
+        for _request in range(n):
+            status, headers, _body = http_get(self.url)
             out.append(headers.get("x-taylordash-env") if status == 200 else status)
         return out
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -84,8 +83,8 @@ def test_four_variables_roll_back_a_bad_deploy_and_say_what_was_skipped(other, i
     assert data["files"]["env_copy"] is None
     assert not list((other.dir / "rollbacks").glob("*/env_post_rollback"))
     # Each service kept its bad build under a rollback tag.
-    assert [c["kept_tag"] for c in data["changes"]] and all(re.match(r"rollback-\d{8}T\d{6}Z", c["kept_tag"])
-                                                           for c in data["changes"])
+    kept_tags = [c["kept_tag"] for c in data["changes"]]
+    assert kept_tags and all(re.match(r"rollback-\d{8}T\d{6}Z", tag) for tag in kept_tags)
 
 
 def test_a_service_without_health_url_is_judged_by_its_containers(other, inventory):

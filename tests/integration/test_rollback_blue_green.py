@@ -9,15 +9,12 @@ in any order. nginx in a compose service is tested with the module (test_nginx_s
 """
 from __future__ import annotations
 
-import json
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import STACKCTL
 
 try:
     from .blue_green_env import BlueGreen, http_get

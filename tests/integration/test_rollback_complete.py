@@ -12,7 +12,6 @@ import json
 import re
 import stat
 import subprocess
-from pathlib import Path
 
 import pytest
 

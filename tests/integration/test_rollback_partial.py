@@ -15,7 +15,6 @@ import stat
 import subprocess
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 

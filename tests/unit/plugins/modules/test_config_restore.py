@@ -77,8 +77,8 @@ def test_candidates_newest_by_name_not_mtime(tmp_path):
     touch(tmp_path / ".env.backup.notime")
     touch(tmp_path / ".env.rollback-20261126T010203Z")  # a kept copy: never a candidate
     rows = cr.candidates(str(dest), ".env*")
-    assert [Path(r[2]).name for r in rows] == [".env.backup.20261126_090000", ".env.backup.20261125_101010",
-                                                ".env.backup.notime"]
+    assert [Path(r[2]).name for r in rows] == [
+        ".env.backup.20261126_090000", ".env.backup.20261125_101010", ".env.backup.notime"]
     assert cr.pick_newest(str(dest), ".env*", rows)[2].endswith("20261126_090000")
 
 
@@ -349,8 +349,8 @@ def test_config_restore_any_option(data, tmp_path_factory):
     (area / "live.json").write_text("{}")
     (area / "backup.json").write_text('{"a": 1}')
     (area / "empty").write_text("")
-    fuzz = ModuleFuzz(config_restore, base_args={"items": [{"dest": str(area / "live.json"),
-                                                             "src": str(area / "backup.json")}]},
+    base_items = [{"dest": str(area / "live.json"), "src": str(area / "backup.json")}]
+    fuzz = ModuleFuzz(config_restore, base_args={"items": base_items},
                       strategies={"items": fuzz_items(str(tmp)),
                                   "docker_cli": NAMES, "nginx_binary": NAMES, "project_dir": NAMES,
                                   "ca_file": NAMES, "compose_files": st.lists(NAMES, max_size=2)},
