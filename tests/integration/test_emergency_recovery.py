@@ -244,7 +244,7 @@ def test_failed_rollback_escalated_then_recovered(stack_factory, tmp_path):
         assert incident["severity"] == "critical" and incident["type"] == "immediate"
         assert health(stack)[0] != 200  # the rollback left the bad build running
 
-        proc = work.run(PLAYBOOK, dict(FAST, escalate, emergency_image_tag="v1"))
+        proc = work.run(PLAYBOOK, dict(FAST, **escalate, emergency_image_tag="v1"))
         assert proc.returncode == 0, proc.stdout[-6000:]
     status, body = health(stack)
     assert status == 200 and body["version"] == "v1"
