@@ -8,6 +8,7 @@ service."""
 from __future__ import annotations
 
 import json
+import pathlib
 import re
 import shutil
 import subprocess
@@ -196,6 +197,23 @@ def test_waits_for_the_lock_of_a_rollback_then_names_it(broken):
         assert json.loads(open(lock_path).read())["holder"] == "carol via AWX job 42"
     finally:
         run_module("rollback_lock", {"path": lock_path, "state": "absent", "token": held["lock"]["token"]})
+
+    # A lock whose holder is provably gone (its ansible-playbook process ended) is taken over
+    # when asked to: here in check mode, which changes nothing else.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = run_module("rollback_lock", {"path": lock_path, "state": "present", "holder": "dave (killed)",
+                                         "reason": "rollback_immediate", "owner_pid": gone.pid})
+    assert stale["acquired"], stale
+    try:
+        proc = work.run(PLAYBOOK, dict(FAST, stack_lock_wait=5), check=True)
+        assert proc.returncode != 0 and "dave (killed)" in proc.stdout  # not without break_stale
+        proc = work.run(PLAYBOOK, dict(FAST, stack_lock_wait=5, stack_lock_break_stale=True), check=True)
+        assert proc.returncode == 0, proc.stdout[-5000:]
+        assert "Emergency recovery: check mode, nothing changed" in proc.stdout
+        assert stack.tags() == tags and stack.containers() == containers
+    finally:
+        pathlib.Path(lock_path).unlink(missing_ok=True)
 
 
 def test_missing_pieces_are_skipped_or_named(stack_factory, tmp_path):
