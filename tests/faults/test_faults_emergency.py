@@ -19,7 +19,8 @@ PLAYBOOK = "emergency_recovery.yml"
 
 def run(fs, case: Path, **overrides):
     return fs.run(PLAYBOOK, case, escalate_emergency_log=str(case / "emergency.log"),
-                  escalate_state_file=str(case / "escalate_state.json"), emergency_perf_samples=3, **overrides)
+                  escalate_state_file=str(case / "escalate_state.json"), emergency_perf_samples=3,
+                  validate_perf_api_target=5, validate_perf_auth_target=5, validate_perf_frontend_target=5, **overrides)
 
 
 def good_set(fs, case: Path) -> dict:
