@@ -10,7 +10,7 @@
       validation with a full performance sample, report)
 
 Before every run the stack is broken the way a failed rollback leaves it: the bad v2 (unhealthy)
-runs and rows were written after the emergency backup. For each: the time until v1 answers
+runs and rows were written after the emergency backup. For each: the time until the backend answers
 healthy (an external poller, every 50 ms from the start of the command, any version: the
 runbook's procedure leaves the v2 build running, healthy once its .env names no fault) and until
 the command exits; for (c) also the recovery's own step timings (its "Steps:" line). Medians over --rounds.
