@@ -67,7 +67,7 @@ def files(stack) -> dict:
     """sha256 and mode of every file of the project directory and certs/ (not the reports)."""
     out = {}
     for path in sorted(list(stack.dir.iterdir()) + list((stack.dir / "certs").iterdir())):
-        if path.is_file() and not path.name.startswith("rollback_"):
+        if path.is_file() and not path.name.startswith("rollback_") and path.name != "emergency.log":
             out[str(path.relative_to(stack.dir))] = (hashlib.sha256(path.read_bytes()).hexdigest(),
                                                      path.stat().st_mode & 0o7777)
     return out

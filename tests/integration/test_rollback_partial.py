@@ -104,7 +104,7 @@ def project_files(stack) -> dict:
     out = {}
     for path in sorted(stack.dir.rglob("*")):
         rel = path.relative_to(stack.dir)
-        if path.is_file() and rel.parts[0] not in ("rollbacks", "rollback_history.log"):
+        if path.is_file() and rel.parts[0] not in ("rollbacks", "rollback_history.log", "emergency.log"):
             out[str(rel)] = (hashlib.sha256(path.read_bytes()).hexdigest(), stat.S_IMODE(path.stat().st_mode))
     return out
 
