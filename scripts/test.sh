@@ -42,7 +42,8 @@ stage_molecule() {
 
 stage_faults() {
     # The fault matrix of the rollback paths (tests/faults); `python tests/faults/table.py` prints it.
-    pytest tests/faults -q -p no:randomly
+    # Two workers, a file each at a time: each worker has its own shared reference stack.
+    pytest tests/faults -q -p no:randomly -n "${TD_TEST_WORKERS:-2}" --dist loadfile
 }
 
 stage_lint() {
