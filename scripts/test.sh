@@ -31,7 +31,7 @@ stage_integration() {
     # reference stack; every stack has its own project name, ports and directory, so modules run
     # side by side. Most of a playbook test is waiting on containers, so two workers fit 2 cores.
     pytest tests/integration -q --ignore=tests/integration/test_molecule.py \
-        -n "${TD_TEST_WORKERS:-2}" --dist loadfile
+        -n "${TD_TEST_WORKERS:-2}" --dist loadfile --durations=15
 }
 
 stage_molecule() {
