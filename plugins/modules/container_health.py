@@ -26,6 +26,7 @@ requirements:
   - The C(docker) command line client with the compose v2 plugin on the target host.
 extends_documentation_fragment:
   - taylordash.rollback.attributes
+  - taylordash.rollback.compose_project
 attributes:
   check_mode:
     support: full
@@ -36,18 +37,6 @@ attributes:
   idempotent:
     support: full
 options:
-  project_dir:
-    description: Directory holding the compose files of the stack.
-    type: path
-    required: true
-  project_name:
-    description: Compose project name. Default is what compose derives (C(COMPOSE_PROJECT_NAME) in C(.env), or the directory name).
-    type: str
-  compose_files:
-    description: Compose files, relative to O(project_dir) unless absolute.
-    type: list
-    elements: str
-    default: [docker-compose.yml]
   services:
     description: The compose services whose containers must run. Each needs at least one container.
     type: list

@@ -27,6 +27,7 @@ requirements:
   - The Python library C(cryptography) on the target host when O(certificate) is set.
 extends_documentation_fragment:
   - taylordash.rollback.attributes
+  - taylordash.rollback.compose_project
 attributes:
   check_mode:
     support: full
@@ -37,18 +38,6 @@ attributes:
   idempotent:
     support: full
 options:
-  project_dir:
-    description: Directory holding the compose files and C(.env) of the stack.
-    type: path
-    required: true
-  project_name:
-    description: Compose project name. Default is what compose derives (C(COMPOSE_PROJECT_NAME) in C(.env), or the directory name).
-    type: str
-  compose_files:
-    description: Compose files, relative to O(project_dir) unless absolute.
-    type: list
-    elements: str
-    default: [docker-compose.yml]
   services:
     description: The application services and the image repository whose O(current_tag) each runs.
     type: list

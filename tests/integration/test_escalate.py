@@ -304,7 +304,7 @@ def test_check_mode_sends_and_writes_nothing(tmp_path):
       "escalate_mail_to=['oncall'] - must be mail addresses"]),
     ({"escalate_webhook_url": "ftp://example.com/x", "escalate_webhook_timeout": 20, "escalate_webhook_deadline": 5},
      ["escalate_webhook_url=ftp://example.com/x - ", "escalate_webhook_deadline=5 - must be a whole number at least 20"]),
-    ({"escalate_webhook_url": "https://events.pagerduty.com/v2/enqueue", "escalate_webhook_format": "pagerduty"},
+    ({"escalate_webhook_url": "http://127.0.0.1:9/v2/enqueue", "escalate_webhook_format": "pagerduty"},
      ["escalate_webhook_token is empty - PagerDuty Events v2 needs the integration's routing key"]),
     ({"escalate_mail_to": ["a@example.com"], "escalate_mail_password": PASSWORD},
      ["escalate_mail_password is set but escalate_mail_username is empty"]),
