@@ -36,8 +36,9 @@ stage_integration() {
 
 stage_molecule() {
     # Each scenario of extensions/molecule is one pytest item (pytest-ansible's molecule_scenario
-    # fixture runs `molecule test -s NAME`); -x: stop at the first failing drill, as the loop did.
-    pytest tests/integration/test_molecule.py -q -x -p no:randomly
+    # fixture runs `molecule test -s NAME`). Two drills side by side: each has its own fixed ports,
+    # compose project and ephemeral directory, and none installs the collection (prerun: false).
+    pytest tests/integration/test_molecule.py -q -p no:randomly -n "${TD_TEST_WORKERS:-2}" --dist load
 }
 
 stage_faults() {

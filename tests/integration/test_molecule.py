@@ -6,7 +6,8 @@ leaves it out, so each drill runs once.
 
     pytest tests/integration/test_molecule.py -k reference_stack     # one drill
 
-The drills bring up reference stacks on fixed ports: run them one after the other (no -n).
+Each drill brings up its own reference stack on fixed ports of its own (24100-24299) and reads the
+collection from pytest-ansible's tree (no prerun install), so drills run side by side (-n 2).
 pytest-ansible 26 marks running Molecule through pytest as deprecated (a DeprecationWarning).
 """
 from __future__ import annotations
