@@ -173,9 +173,6 @@ def _check_question(q: dict, spec: dict, secrets: set) -> list:
                 problems.append(f"{var}: default {default!r} differs from the role's {spec['default']!r}")
     else:
         problems.append(f"{var}: unknown survey type {qtype}")
-    if not q.get("required") and not has_default and qtype in ("text", "textarea", "integer", "float") \
-            and spec.get("default") is None and not spec.get("required"):
-        pass  # left out when not answered: the role's own default applies
     return problems
 
 
@@ -408,7 +405,7 @@ def test_secret_variables_are_used_only_where_hidden():
     assert not problems, "\n".join(problems)
 
 
-def test_scan_flags_a_leaking_task(tmp_path):
+def test_scan_flags_a_leaking_task():
     task = {"name": "leak", "ansible.builtin.debug": {"msg": "{{ stack_api_key }}"}}
     assert _mentions({k: v for k, v in task.items() if k not in _NOT_SHOWN}, {"stack_api_key"})
     assert not _mentions("{{ 'stack_api_key is not set' }}", {"stack_api_key"})
