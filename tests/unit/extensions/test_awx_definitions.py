@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -255,8 +256,8 @@ def test_no_survey_asks_an_injected_variable():
 # References that never put a secret's value into a result: presence tests and the masking
 # filters' secrets= argument.
 _SAFE = [
-    r"\b{v}\s*\|\s*default\([^()]*\)\s*\|\s*(length|bool)\b",
-    r"\b{v}\s*\|\s*length\b",
+    r"\b{v}(\s*\|\s*[\w.]+(\([^()]*\))?)*?\s*\|\s*(length|bool|count)\b",
+    r"\bif\s+(not\s+)?{v}(\s*\|\s*[\w.]+(\([^()]*\))?)*\s+else\b",
     r"\b{v}\s+is\s+(not\s+)?defined\b",
     r"\b{v}\.keys\(\)",
     r"\b{v}\s+is\s+mapping\b",
@@ -285,6 +286,7 @@ def _expressions(node, bare: bool = False):
             yield from _expressions(item, bare)
     elif isinstance(node, str):
         for expr in ([node] if bare else _JINJA.findall(node)):
+            expr = re.sub(r"\[\s*(['\"])(\w+)\1\s*\]", r".\2", expr)  # x['field'] -> x.field
             yield _LITERAL.sub("''", expr)
 
 
@@ -296,9 +298,33 @@ def _strip_safe(text: str, names: set) -> str:
     return text
 
 
+def _use(name: str) -> str:
+    """A regex for a use of a tainted name; ``var.field`` (a field of a filter's result that holds
+    the secrets) matches ``var.field``, ``var['field']`` and ``var`` used whole, not ``var.other``."""
+    if "." not in name:
+        return rf"(?<![\w.]){re.escape(name)}\b"
+    base, field = name.split(".", 1)
+    return rf"(?<![\w.]){re.escape(base)}(\s*\.\s*{re.escape(field)}\b|(?![\w.\[]))"
+
+
 def _mentions(value, names: set) -> set:
     text = _strip_safe("\n".join(_expressions(value)), names)
-    return {n for n in names if re.search(rf"(?<![\w.]){re.escape(n)}\b", text)}
+    return {n for n in names if re.search(_use(n), text)}
+
+
+# Filters given a secret that put it only into these fields of their result (their contract; their
+# unit tests cover them): a variable made by one is tainted in those fields only.
+FILTER_SECRET_FIELDS = {
+    "trigger_targets": ("targets",),
+}
+
+
+def _taint_of(name: str, value) -> set:
+    text = "\n".join(_expressions(value))
+    for flt, fields in FILTER_SECRET_FIELDS.items():
+        if re.search(rf"\|\s*(taylordash\.rollback\.)?{flt}\s*\(", text):
+            return {f"{name}.{field}" for field in fields}
+    return {name}
 
 
 def _yaml_files():
@@ -353,14 +379,18 @@ def tainted(roots: set) -> set:
     defs = list(_definitions())
     names = set(roots)
     while True:
-        more = {name for name, value in defs if name not in names and _mentions(value, names)}
+        more = set()
+        for name, value in defs:
+            if _mentions(value, names):
+                more |= _taint_of(name, value) - names
         if not more:
             return names
         names |= more
 
 
 def _no_log_options(module: str) -> set:
-    """Options of a module declared no_log=True in its source (ours, or a collection's)."""
+    """Options of a module that are no_log=True, or whose suboptions include one (Ansible masks the
+    values of those everywhere in the module's result), read from its source."""
     namespace, collection, name = (module.split(".") + ["", "", ""])[:3]
     if f"{namespace}.{collection}" == "taylordash.rollback":
         path = REPO / "plugins" / "modules" / f"{name}.py"
@@ -370,8 +400,35 @@ def _no_log_options(module: str) -> set:
         path = base / namespace / collection / "plugins" / "modules" / f"{name}.py"
     if not path.is_file():
         return set()
-    source = path.read_text()
-    return set(re.findall(r"['\"]?(\w+)['\"]?\s*[=:]\s*dict\([^()]*no_log\s*=\s*True", source))
+
+    tree = ast.parse(path.read_text())
+    # Module-level specs (TARGET_OPTIONS = dict(...)) that options= may name.
+    named = {node.targets[0].id: node.value for node in tree.body
+             if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)}
+
+    def spec_hides(call) -> bool:
+        if isinstance(call, ast.Name):
+            call = named.get(call.id)
+        if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "dict"):
+            return False
+        for kw in call.keywords:
+            if kw.arg == "no_log" and isinstance(kw.value, ast.Constant) and kw.value.value is True:
+                return True
+            if kw.arg == "options":
+                options = named.get(kw.value.id) if isinstance(kw.value, ast.Name) else kw.value
+                if isinstance(options, ast.Call) and any(spec_hides(sub.value) for sub in options.keywords):
+                    return True
+        return False
+
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg and spec_hides(node.value):
+            out.add(node.arg)
+        elif isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values):
+                if isinstance(key, ast.Constant) and isinstance(key.value, str) and spec_hides(value):
+                    out.add(key.value)
+    return out
 
 
 def _hidden(value, no_log_vars: set) -> bool:
@@ -424,3 +481,10 @@ def test_scan_flags_a_leaking_task():
     assert not _hidden("{{ something_else }}", {"stack_no_log"})
     assert _hidden("{{ escalate_no_log | bool }}", {"escalate_no_log"})
     assert "password" in _no_log_options("community.general.mail")
+    plan = {"__plan.targets"}
+    assert _mentions("{{ __plan.targets }}", plan) and _mentions("{{ __plan }}", plan)
+    assert _mentions("{{ __plan['targets'] }}", plan)
+    assert not _mentions("{{ __plan.skipped }}", plan)
+    assert not _mentions("{{ __plan.targets | selectattr('kind', 'equalto', 'request') | list | length > 0 }}", plan)
+    assert not _mentions("{{ [] if __plan.targets | selectattr('kind', 'equalto', 'request') | list else ['x'] }}", plan)
+    assert _taint_of("__plan", "{{ x | taylordash.rollback.trigger_targets(admin_password=p) }}") == plan
