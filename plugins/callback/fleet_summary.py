@@ -1,8 +1,11 @@
 # -*- coding: utf-8 -*-
-# Copyright: (c) 2026, TaylorDash Operations
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright (c) TaylorDash operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Fleet summary of a rollback run: which hosts rolled back, failed, were unreachable or never started."""
-from __future__ import annotations
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
 
 DOCUMENTATION = r"""
 name: fleet_summary
