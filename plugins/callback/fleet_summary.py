@@ -29,8 +29,9 @@ options:
   path:
     description:
       - File to write the fleet summary to, as JSON (mode 0600, replaced atomically).
+      - A relative path is relative to the directory ansible-playbook runs in.
       - Empty writes no file; the summary is still printed and published.
-    type: path
+    type: str
     default: ''
     env:
       - name: TAYLORDASH_FLEET_SUMMARY
@@ -218,6 +219,7 @@ class CallbackModule(CallbackBase):
             return
         path = os.path.abspath(os.path.expanduser(path))
         directory = os.path.dirname(path) or "."
+        tmp = None
         try:
             os.makedirs(directory, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".fleet_summary.", dir=directory)
@@ -227,6 +229,8 @@ class CallbackModule(CallbackBase):
             os.chmod(tmp, 0o600)
             os.replace(tmp, path)
         except OSError as exc:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
             self._display.warning("fleet_summary: could not write %s: %s" % (path, exc))
             return
         self._display.display("Fleet summary written to %s" % path)
