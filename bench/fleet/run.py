@@ -47,7 +47,8 @@ def env_of(stack_dir):
 
 def answers_bad(url):
     try:
-        urllib.request.urlopen(url, timeout=0.5)
+        with urllib.request.urlopen(url, timeout=0.5):
+            return False
     except urllib.error.HTTPError as exc:
         return exc.code == 503
     except Exception:  # noqa: BLE001 - anything else is "not yet"
