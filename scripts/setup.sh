@@ -24,12 +24,14 @@ command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
 command -v jq >/dev/null || need+=(jq)
 command -v git >/dev/null || need+=(git)
+# tests/integration/test_ssh.py starts an sshd of its own (never the machine's service).
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     step "installing Debian packages: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    # policy-rc.d keeps the packages' own services (nginx, postgresql, docker) from starting:
+    # policy-rc.d keeps the packages' own services (nginx, postgresql, docker, ssh) from starting:
     # the project starts exactly what it needs, itself.
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

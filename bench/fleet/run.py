@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""bench/fleet: rolling back N reference stacks at once (N = 1, 2, 4, 8), one inventory host each.
+
+Each stack has its own project directory, compose project, image prefix and random ports on
+127.0.0.1. Before every run the first N stacks are put on the bad v2 (--fault unhealthy), the
+way the pipeline deploys; then ansible-playbook rollback-immediate.yml (examples/project, its
+ansible.cfg) runs against an inventory of those N hosts with forks = N and -e rollback_serial=N.
+Figures: wall time of the run, seconds per host, and the ratio to N = 1. The validation runs
+without its response-time sampling (validate_perf_enabled=false): on a loaded machine it measures
+the load, and a p95 over its target would fail the rollback.
+
+    .venv/bin/python bench/fleet/run.py [--sizes 1,2,4,8] [--rounds 1]
+    .venv/bin/python bench/fleet/run.py --mitogen DIR   # also with Mitogen's strategy (opt-in)
+
+DIR is where the mitogen package is installed (pip install --target DIR mitogen; it is not a
+requirement of the collection): its strategy plugin runs as ANSIBLE_STRATEGY=mitogen_linear.
+Target (issue 17): 8 stacks in at most 2.5x the time of one. Not a timed test; other load on
+the machine shows up directly: the load average is printed with the figures.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+STACKCTL = [sys.executable, str(REPO / "stack" / "stackctl")]
+VENV_BIN = Path(sys.executable).parent
+
+
+def ctl(*args):
+    return subprocess.run(STACKCTL + list(args), check=True, capture_output=True, text=True).stdout
+
+
+def env_of(stack_dir):
+    return dict(line.split("=", 1) for line in (stack_dir / ".env").read_text().splitlines()
+                if "=" in line and not line.startswith("#"))
+
+
+def answers_bad(url):
+    try:
+        with urllib.request.urlopen(url, timeout=0.5):
+            return False
+    except urllib.error.HTTPError as exc:
+        return exc.code == 503
+    except Exception:  # noqa: BLE001 - anything else is "not yet"
+        return False
+    return False
+
+
+def host_vars(name, stack_dir):
+    env = env_of(stack_dir)
+    backend = "http://127.0.0.1:%s" % env["TD_BACKEND_PORT"]
+    return {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable, "ansible_pipelining": False,
+        "stack_project_dir": str(stack_dir), "stack_compose_project": name,
+        "stack_services": [
+            {"name": "backend", "image": env["TD_IMAGE_PREFIX"] + "_backend", "health_url": backend + "/health/ready"},
+            {"name": "frontend", "image": env["TD_IMAGE_PREFIX"] + "_frontend",
+             "health_url": "http://127.0.0.1:%s/" % env["TD_FRONTEND_PORT"]}],
+        "stack_api_url": backend, "stack_admin_username": env["TD_ADMIN_USERNAME"],
+        "stack_api_key": env["TD_API_KEY"], "stack_admin_password": env["TD_ADMIN_PASSWORD"],
+    }
+
+
+def load():
+    return "%.2f %.2f %.2f" % os.getloadavg()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1,2,4,8")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--mitogen", help="directory holding the mitogen package (pip install --target)")
+    opts = parser.parse_args()
+    sizes = [int(n) for n in opts.sizes.split(",")]
+
+    work = Path(tempfile.mkdtemp(prefix="td-bench-fleet-"))
+    names = ["tdbenchflt%d" % i for i in range(1, max(sizes) + 1)]
+    dirs = {name: work / name for name in names}
+    collections = REPO / ".cache" / "collections"
+    (collections / "ansible_collections" / "taylordash").mkdir(parents=True, exist_ok=True)
+    link = collections / "ansible_collections" / "taylordash" / "rollback"
+    if not link.exists():
+        link.symlink_to(REPO)
+    base_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), PATH="%s:%s" % (VENV_BIN, os.environ["PATH"]))
+    strategies = {"linear": base_env}
+    if opts.mitogen:
+        strategies["mitogen"] = dict(
+            base_env, ANSIBLE_STRATEGY="mitogen_linear",
+            ANSIBLE_STRATEGY_PLUGINS=str(Path(opts.mitogen) / "ansible_mitogen" / "plugins" / "strategy"),
+            PYTHONPATH=opts.mitogen)
+    results = {s: {n: [] for n in sizes} for s in strategies}
+
+    def make(name):
+        ctl("init", "--dir", str(dirs[name]), "--project", name, "--ports", "random")
+        ctl("up", "--dir", str(dirs[name]), "--version", "v1")
+
+    def bad_deploy(name):
+        ctl("deploy", "--dir", str(dirs[name]), "v2", "--fault", "unhealthy", "--no-backup")
+        url = "http://127.0.0.1:%s/health/ready" % env_of(dirs[name])["TD_BACKEND_PORT"]
+        deadline = time.monotonic() + 60
+        while not answers_bad(url) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    try:
+        started = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(make, names))
+        print("made %d stacks in %.1f s (load %s)" % (len(names), time.monotonic() - started, load()), flush=True)
+        for round_no in range(opts.rounds):
+            for size in sizes:
+                for strategy, env in strategies.items():
+                    hosts = names[:size]
+                    with ThreadPoolExecutor(4) as pool:
+                        list(pool.map(bad_deploy, hosts))
+                    inventory = work / "inventory.json"
+                    inventory.write_text(json.dumps({"taylordash": {"hosts": {h: host_vars(h, dirs[h]) for h in hosts}}}))
+                    inventory.chmod(0o600)
+                    argv = [str(VENV_BIN / "ansible-playbook"), "rollback-immediate.yml", "-i", str(inventory),
+                            "--forks", str(max(size, 5)), "-e", "rollback_serial=%d" % size,
+                            # Response-time sampling measures the machine's load, not the rollback.
+                            "-e", "validate_perf_enabled=false"]
+                    before = load()
+                    t0 = time.monotonic()
+                    proc = subprocess.run(argv, cwd=REPO / "examples" / "project", env=env, capture_output=True, text=True,
+                                          check=False)
+                    wall = time.monotonic() - t0
+                    if proc.returncode != 0:
+                        print(proc.stdout[-3000:])
+                        print("round %d %-8s N=%d  FAILED after %.2f s (not counted)" % (round_no + 1, strategy, size, wall))
+                        continue
+                    results[strategy][size].append(wall)
+                    print("round %d %-8s N=%d  %6.2f s  %5.2f s/host  (load before %s)" % (
+                        round_no + 1, strategy, size, wall, wall / size, before), flush=True)
+    finally:
+        for name in names:
+            if dirs[name].exists():
+                subprocess.run(STACKCTL + ["down", "--dir", str(dirs[name])], capture_output=True, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+    print("\nmedian over %d rounds; load at the end %s" % (opts.rounds, load()))
+    summary = {}
+    for strategy in strategies:
+        med = {n: statistics.median(v) for n, v in results[strategy].items() if v}
+        summary[strategy] = med
+        for n in sorted(med):
+            print("%-8s N=%d  %6.2f s  %5.2f s/host  %4.2fx of N=1" % (strategy, n, med[n], med[n] / n, med[n] / med[min(med)]))
+        if 8 in med and 1 in med:
+            ratio = med[8] / med[1]
+            print("%-8s 8 stacks in %.2fx the time of one   target <= 2.5x: %s" % (strategy, ratio, "met" if ratio <= 2.5 else "NOT met"))
+    print(json.dumps({"median": summary, "runs": results}))
+
+
+if __name__ == "__main__":
+    main()
