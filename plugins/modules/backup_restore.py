@@ -416,6 +416,9 @@ def validate_params(params):
         problems.append('clean_schemas must name at least one schema (the runbook drops public)')
     problems += schema_problems(params['clean_schemas'])
     problems += whole_number_problems('expect_rows', params['expect_rows'])
+    if params['verify_rows'] and params['state'] == 'dumped' and params['dump_format'] != 'plain':
+        problems.append('verify_rows=true counts the rows in the SQL of a plain dump; set dump_format=plain, or '
+                        'verify_rows=false and verify the archive with taylordash.rollback.backup_verify')
     return problems
 
 
@@ -431,6 +434,7 @@ def main():
             lock_timeout=dict(type='int', default=30),
             dump_format=dict(type='str', default='plain', choices=['plain', 'custom']),
             force=dict(type='bool', default=False),
+            verify_rows=dict(type='bool', default=False),
         ),
         validate_params, failure_note=' Nothing was changed.')
     # pg_dump for the safety dump of state=dumped in direct mode (compose mode runs the container's).
