@@ -416,7 +416,7 @@ def validate_params(params):
         problems.append('clean_schemas must name at least one schema (the runbook drops public)')
     problems += schema_problems(params['clean_schemas'])
     problems += whole_number_problems('expect_rows', params['expect_rows'])
-    if params['verify_rows'] and params['state'] == 'dumped' and params['dump_format'] != 'plain':
+    if params.get('verify_rows') and params['state'] == 'dumped' and params['dump_format'] != 'plain':
         problems.append('verify_rows=true counts the rows in the SQL of a plain dump; set dump_format=plain, or '
                         'verify_rows=false and verify the archive with taylordash.rollback.backup_verify')
     return problems

@@ -40,6 +40,7 @@ options:
         port from V(1) to V(65535).
       - One of O(url) and O(urls) is required.
     type: str
+    required: false
   urls:
     description:
       - Several URLs polled at the same time in one module run, one thread each, every one with the
