@@ -521,6 +521,11 @@ def run_many(module, cli):
                                     if moved else 'No other tag was moved.'), error=exc.error, **result)
     result['changed'] = any(w.result['changed'] for w in workers)
     result['msg'] = ' '.join(w.result['msg'] for w in workers)
+    if module._diff:
+        result['diff'] = dict(before={}, after={})
+        for worker in workers:
+            for side in ('before', 'after'):
+                result['diff'][side].update(worker.result.get('diff', {}).get(side, {}))
     return result
 
 
