@@ -249,7 +249,8 @@ def test_restore_plain_gzip_custom(restore_stacks, tmp_path):
         assert lines[fmt][0] == "Database rollback (restore): succeeded", lines[fmt]
         assert lines[fmt][1].startswith("backup: %s (%s, sha256 " % (stack.backup, fmt))
         assert lines[fmt][2] == "safety dump: %s (verified)" % dumps[0]
-        assert lines[fmt][-2] == "writers stopped and started again: backend"
+        # the downtime: from the stop of the writers to their start (issue 17)
+        assert re.fullmatch(r"writers stopped and started again: backend \(stopped for [\d.]+ s\)", lines[fmt][-2]), lines[fmt]
         assert re.match(r"Steps: verify backup [\d.]+ s, stop writers [\d.]+ s, safety dump and its verification "
                         r"[\d.]+ s, restore [\d.]+ s, start writers [\d.]+ s$", lines[fmt][-1]), lines[fmt]
         # the safety dump holds the data from before the restore
