@@ -86,6 +86,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed-sleep", type=float, default=30, help="the runbook's sleep (30 s)")
+    parser.add_argument("--no-perf-validation", action="store_true",
+                        help="validate_perf_enabled=false for (c): on a loaded machine the response-time targets of the "
+                             "validation fail the run (the time until the good build answers is not affected)")
+    parser.add_argument("--skip-runbook", action="store_true",
+                        help="leave out (b), the runbook as written (its 30 s sleep): only (a) and (c)")
     opts = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="td-bench-immediate-"))
@@ -102,6 +107,8 @@ def main():
                            {"name": "frontend", "image": name + "_frontend", "health_url": frontend}],
         "stack_api_url": "http://127.0.0.1:%s" % env_file["TD_BACKEND_PORT"],
     }
+    if opts.no_perf_validation:
+        extra["validate_perf_enabled"] = False
     (work / "vars.json").write_text(json.dumps(extra))
     secrets = work / "secrets.json"
     secrets.write_text(json.dumps({"stack_api_key": env_file["TD_API_KEY"],
@@ -121,6 +128,8 @@ def main():
         "c_ansible": ([str(VENV_BIN / "ansible-playbook"), "rollback-immediate.yml", "-e", "@%s" % (work / "vars.json"),
                        "-e", "@%s" % secrets], str(REPO / "examples" / "project"), ansible_env),
     }
+    if opts.skip_runbook:
+        del methods["b_seed"]
     results = {m: {"answer": [], "exit": []} for m in methods}
     try:
         ctl("up", "--dir", str(stack_dir), "--version", "v1")
@@ -148,13 +157,19 @@ def main():
     for method in methods:
         print("%-10s %10.2f %10.2f" % (method, med[method]["answer"], med[method]["exit"]))
     restore_gap = med["c_ansible"]["answer"] - med["a_floor"]["answer"]
-    exit_ratio = med["c_ansible"]["exit"] / med["b_seed"]["exit"]
-    print("\n(c) restores service %.2f s after (a)            target <= 1.5 s: %s" % (
-        restore_gap, "met" if restore_gap <= 1.5 else "NOT met"))
-    print("(c) exits verified in %.3f of (b)'s time          target < 0.1: %s" % (
-        exit_ratio, "met" if exit_ratio < 0.1 else "NOT met"))
-    print("(c) answers %.1fx faster than (b); exits %.1fx faster" % (
-        med["b_seed"]["answer"] / med["c_ansible"]["answer"], med["b_seed"]["exit"] / med["c_ansible"]["exit"]))
+    # The gap of each round (c minus the floor of the same round): steadier when load comes and goes.
+    gaps = [c - a for c, a in zip(results["c_ansible"]["answer"], results["a_floor"]["answer"])
+            if c is not None and a is not None]
+    print("\n(c) restores service %.2f s after (a) (medians); per round %s, median %.2f s"
+          "   target (issue 17) <= floor + 2.5 s: %s" % (
+              restore_gap, ", ".join("%.2f" % g for g in gaps), statistics.median(gaps) if gaps else float("nan"),
+              "met" if gaps and statistics.median(gaps) <= 2.5 else "NOT met"))
+    if "b_seed" in med:
+        exit_ratio = med["c_ansible"]["exit"] / med["b_seed"]["exit"]
+        print("(c) exits verified in %.3f of (b)'s time          target < 0.1: %s" % (
+            exit_ratio, "met" if exit_ratio < 0.1 else "NOT met"))
+        print("(c) answers %.1fx faster than (b); exits %.1fx faster" % (
+            med["b_seed"]["answer"] / med["c_ansible"]["answer"], med["b_seed"]["exit"] / med["c_ansible"]["exit"]))
     print(json.dumps({"median": med, "runs": results}))
 
 

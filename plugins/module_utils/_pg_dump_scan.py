@@ -55,6 +55,9 @@ class PlainScan(object):
         self.copy_line = None
         self.forbidden = None
         self.copy_blocks = 0
+        # Data rows per table, as named by its COPY statement (public.users): what a restore of
+        # this dump would load, counted without restoring it.
+        self.table_rows = {}
         self.statement_lines = 0
         self._at_line_start = True
         self._in_header = True
@@ -73,6 +76,8 @@ class PlainScan(object):
             if line == b'\\.':
                 self.copy_table = None
                 self.copy_line = None
+            else:
+                self.table_rows[self.copy_table] += 1
             return
         if self._in_header:
             if line.startswith(PG_DUMPALL_HEADER):
@@ -102,6 +107,7 @@ class PlainScan(object):
             self.copy_table = match.group(1).decode('utf-8', 'replace')
             self.copy_line = self.lines
             self.copy_blocks += 1
+            self.table_rows[self.copy_table] = self.table_rows.get(self.copy_table, 0)
 
     def feed_block(self, block):
         """Feed a block of bytes of any size (lines may span blocks); call finish() after the
@@ -124,13 +130,16 @@ class PlainScan(object):
                 marker = _find_copy_end(buf, pos)
                 stop = marker if marker is not None else buf.rfind(b'\n', pos) + 1
                 if stop > pos:
-                    self.lines += buf.count(b'\n', pos, stop)
+                    rows = buf.count(b'\n', pos, stop)
+                    self.lines += rows
+                    self.table_rows[self.copy_table] += rows
                     pos = stop
                 if marker is None:
                     if end - pos < MAX_LINE and buf.startswith(b'\\.'[:end - pos], pos):
                         break  # may still become the end marker: keep it for the next block
                     # A data line that cannot be the end marker: counted, the rest skipped.
                     self.lines += 1
+                    self.table_rows[self.copy_table] += 1
                     self._at_line_start = False
                     return
             newline = buf.find(b'\n', pos, pos + MAX_LINE)

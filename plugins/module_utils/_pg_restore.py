@@ -26,8 +26,10 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._files import 
 from ansible_collections.taylordash.rollback.plugins.module_utils._process import CommandResult, Producer
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_connection import (
     pg_restore_args, psql_query_args, psql_restore_args)
+from ansible_collections.taylordash.rollback.plugins.module_utils._pg_dump_scan import PlainScan
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_dump_format import (
     FORMAT_CUSTOM, FORMAT_GZIP, FORMAT_PLAIN, FORMAT_TAR, dump_file_problem, sniff_format)
+from ansible_collections.taylordash.rollback.plugins.module_utils._pg_snapshot_dump import SnapshotSession, rows_problems
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_restore_stream import (
     TAIL_KEEP, RestoreStream, stream_line_to_dump_line)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_output import parse_row_counts, qualify
@@ -264,8 +266,8 @@ class BackupRestore(PgTask):
         stream.sha256 = digest.hexdigest()
 
     # -- state=dumped ------------------------------------------------------------------------
-    def dump_argv(self, fmt):
-        args = ['-Fc'] if fmt == FORMAT_CUSTOM else []
+    def dump_argv(self, fmt, extra=()):
+        args = (['-Fc'] if fmt == FORMAT_CUSTOM else []) + list(extra)
         program = self.pg_dump if self.conn.mode == 'direct' else 'pg_dump'
         return self.conn.program_argv(program, self.params['db'], args, self.locale)
 
@@ -292,16 +294,32 @@ class BackupRestore(PgTask):
             return self.finish()
 
         argv = self.dump_argv(fmt)
+        verify = self.params['verify_rows']
         size = 0
+        session = None
+        if verify:
+            if self.conn.mode == 'compose':
+                # Two calls into the database container: docker exec, not compose exec.
+                self.conn.pin_container(self.run)
+            self.begin_phase('snapshot')
+            session = self.open_snapshot()
+            snapshot, live = session.snapshot, session.live
+            argv = self.dump_argv(fmt, ['--snapshot=%s' % snapshot])
         fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.part', dir=directory)
         with on_sigterm(raise_terminated):
             self.begin_phase('dump')
             try:
                 with os.fdopen(fd, 'wb') as handle:
-                    res = self.run(argv, stdout_file=handle)
+                    if verify:
+                        res, scan = self.dump_scanned(argv, handle)
+                    else:
+                        res = self.run(argv, stdout_file=handle)
                     handle.flush()
                     os.fsync(handle.fileno())
                 self.end_phase()
+                if session is not None:
+                    session.close()
+                    session = None
                 if res.rc != 0:
                     self.fail('pg_dump of %s failed: %s. Nothing was written to %s.'
                               % (self.params['db'], self.classify(res.stderr_text, res.rc), path), cmd_result=res)
@@ -314,6 +332,8 @@ class BackupRestore(PgTask):
                 if problem:
                     self.fail('pg_dump of %s exited 0 but the dump is not usable: %s. Nothing was written to %s.'
                               % (self.params['db'], problem, path), cmd_result=res)
+                if verify:
+                    self.check_scanned(scan, live, path)
                 os.chmod(tmp, 0o600)
                 os.rename(tmp, path)
                 tmp = None
@@ -327,10 +347,62 @@ class BackupRestore(PgTask):
                 self.fail('Interrupted by SIGTERM while dumping %s; the partial file was removed and nothing was written '
                           'to %s.' % (self.params['db'], path))
             finally:
+                if session is not None:
+                    session.abort()
                 if tmp is not None and os.path.exists(tmp):
                     os.unlink(tmp)
         self.result['changed'] = True
         self.result['size'] = size
-        self.result['msg'] = 'Dumped %s (%s, %d bytes) to %s in %.1f s (mode 0600).' % (
-            self.params['db'], fmt, size, path, self.result['phases']['dump'])
+        self.result['msg'] = 'Dumped %s (%s, %d bytes) to %s in %.1f s (mode 0600)%s.' % (
+            self.params['db'], fmt, size, path, self.result['phases']['dump'],
+            '; verified while written: complete, and the rows of each of its %d tables (%d rows) equal the '
+            "database's, counted in the dump's own snapshot" % (len(self.result['rows']), self.result['total_rows'])
+            if verify else '')
         return self.finish()
+
+    def open_snapshot(self):
+        """The session holding the dump's snapshot open, with the exact row count of every table in it."""
+        argv = self.conn.psql_argv(self.params['db'], ['-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-f', '-'])
+        try:
+            session = SnapshotSession(argv, env_update=self.env(), cwd=self.conn.cwd)
+        except OSError as exc:
+            return self.fail('Cannot run %s: %s.' % (argv[0], exc.strerror or exc), cmd=argv, rc=None,
+                             stdout='', stderr=str(exc))
+        try:
+            session.snapshot, session.live = session.open()
+        except ValueError as exc:
+            session.abort()
+            self.fail('Cannot count the rows of %s in a snapshot for the safety dump: %s. Nothing was written to %s.'
+                      % (self.params['db'], self.classify(str(exc), 1), self.params['path']), cmd=argv)
+        return session
+
+    def dump_scanned(self, argv, handle):
+        """pg_dump's stream to the file and, block by block, through PlainScan (row counts per table)."""
+        scan = PlainScan()
+        try:
+            producer = Producer(argv, env_update=self.env(), cwd=self.conn.cwd, chunk_size=CHUNK_SIZE)
+        except OSError as exc:
+            return self.fail('Cannot run %s: %s.' % (argv[0], exc.strerror or exc), cmd=argv, rc=None,
+                             stdout='', stderr=str(exc))
+        try:
+            for chunk in producer.chunks():
+                handle.write(chunk)
+                scan.feed_block(chunk)
+            scan.finish()
+            rc, stderr, dummy = producer.finish()
+        finally:
+            producer.close()
+        return CommandResult(argv, rc, b'', stderr.encode('utf-8'), 0), scan
+
+    def check_scanned(self, scan, live, path):
+        """Fail unless the stream was a complete pg_dump script holding every table's rows."""
+        rows = sorted(({'name': name, 'rows': count} for name, count in live.items()), key=lambda t: t['name'])
+        self.result['rows'] = rows
+        self.result['total_rows'] = sum(t['rows'] for t in rows)
+        problems = scan.problems() + rows_problems(live, scan.table_rows)
+        self.result['verified'] = not problems
+        if problems:
+            self.fail('The safety dump of %s does not match the database it was taken from: %s. Nothing was written '
+                      'to %s and nothing was changed; do not restore over this database until a safety dump can be '
+                      'taken (check the disk and the connection to the server, then retry).'
+                      % (self.params['db'], '; '.join(problems), path))

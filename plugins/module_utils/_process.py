@@ -297,6 +297,8 @@ def feed_stdin(proc, chunks):
     try:
         for chunk in chunks:
             proc.stdin.write(chunk)
+            # A feed may wait for the child's answer before its next chunk (a psql session).
+            proc.stdin.flush()
     except (BrokenPipeError, ConnectionResetError):
         pass
     except Exception as exc:  # noqa: B902 - any reader error must stop the child

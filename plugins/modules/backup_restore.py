@@ -32,7 +32,9 @@ description:
   - "O(state=dumped): C(pg_dump) of O(db) is streamed into a temporary file beside O(path) (mode
     C(0600) from its creation), checked (exit status, pg_dump's closing line for plain SQL, the
     C(PGDMP) header for a custom archive), then atomically renamed to O(path). This is the safety dump a
-    restore takes first; verify it with M(taylordash.rollback.backup_verify) before restoring."
+    restore takes first; with O(verify_rows=true) it is verified while it is written (every table's rows
+    against the database's in the dump's own snapshot), else verify it with
+    M(taylordash.rollback.backup_verify) before restoring."
   - "Two ways to reach PostgreSQL, as M(taylordash.rollback.backup_verify): with O(project_dir),
     C(docker compose exec -T) into O(db_service) runs psql/pg_restore/pg_dump inside the container
     and the files on the module host are streamed through stdin and stdout (for a restore, the
@@ -129,6 +131,33 @@ options:
         replaced.
     type: bool
     default: false
+  verify_rows:
+    description:
+      - "With O(state=dumped) and O(dump_format=plain), verify the dump while it is written, in the same
+        pass: a psql session opens a C(REPEATABLE READ, READ ONLY) transaction, exports its snapshot
+        (C(pg_export_snapshot())) and counts every table's rows exactly in it; C(pg_dump --snapshot) then
+        dumps that very state while the session stays open, and its stream goes to the file and, block by
+        block, through the same integrity scan as M(taylordash.rollback.backup_verify) (a pg_dump script,
+        not cut short inside COPY data, ending with pg_dump's closing line, no pg_dumpall output or psql
+        meta-commands), which also counts the data rows of every table's COPY block. The dump is kept only
+        when the scan finds nothing and every table has exactly its live row count; otherwise nothing is
+        written to O(path) and the module fails naming the tables that differ."
+      - "Why this is as strong a check of the safety dump as restoring it in a scratch database (what the
+        role did before): that restore proved the file complete and replayable and reported its row counts,
+        but compared them with nothing, so a dump that lost rows or a table's data on the way (a stream
+        cut at a line boundary, a broken pipe, a full disk absorbed by a buffer) passed. The scan proves the
+        same completeness and the counts prove, table by table, that every row of the database is in the
+        file - measured against the database itself in the very snapshot pg_dump read, so writers still
+        running cannot make a false alarm or hide a loss. What the scratch restore proved beyond it is that
+        the schema statements replay: here they are written by the server's own pg_dump from the catalog it
+        is dumping, into the same server; who wants that proof too sets O(verify_rows=false) and runs
+        M(taylordash.rollback.backup_verify) on the dump (the role C(taylordash.rollback.database) does
+        with C(database_safety_verify=restore)). Cost: one C(count(*)) per table and a scan at memory
+        speed, instead of a second full restore."
+      - Only for plain dumps (the data of a custom archive is compressed); V(true) with
+        O(dump_format=custom) is refused.
+    type: bool
+    default: false
 notes:
   - "Plain SQL runs as written, with the privileges of the login role (owners and grants included);
     archives are converted with C(pg_restore --no-owner --no-privileges --no-tablespaces), the same
@@ -166,6 +195,14 @@ EXAMPLES = r"""
 - name: Verify the safety dump too
   taylordash.rollback.backup_verify:
     path: "{{ safety.path }}"
+    project_dir: /opt/taylordash
+
+- name: Or take the safety dump verified while it is written (rows counted in its own snapshot)
+  taylordash.rollback.backup_restore:
+    state: dumped
+    verify_rows: true
+    path: "/opt/taylordash/safety_{{ now(fmt='%Y%m%d_%H%M%S') }}.sql"
+    db: taylordash
     project_dir: /opt/taylordash
 
 - name: Restore the verified backup in one transaction, checking the row counts before the commit
@@ -333,7 +370,10 @@ phases:
       description: Counting the rows after the restore.
       type: float
     dump:
-      description: pg_dump writing the dump (O(state=dumped)).
+      description: pg_dump writing the dump (O(state=dumped)), with O(verify_rows) the scan and the counts of its stream too.
+      type: float
+    snapshot:
+      description: With O(verify_rows), opening the snapshot and counting every table's rows in it.
       type: float
   sample: {count_before: 0.05, restore: 1.1, count_after: 0.04}
 timing:
@@ -353,6 +393,24 @@ timing:
       description: Duration in seconds.
       type: float
   sample: {start: "2024-05-18T10:15:00.000000+00:00", end: "2024-05-18T10:15:01.840000+00:00", seconds: 1.84}
+rows:
+  description:
+    - With O(state=dumped) and O(verify_rows), every table with its exact row count in the dump's snapshot,
+      which the dump was checked to hold.
+  returned: O(state=dumped) with O(verify_rows), when the rows were counted
+  type: list
+  elements: dict
+  sample: [{name: public.projects, rows: 5000}, {name: public.users, rows: 3000}]
+total_rows:
+  description: Sum of RV(rows).
+  returned: O(state=dumped) with O(verify_rows), when the rows were counted
+  type: int
+  sample: 8000
+verified:
+  description: With O(verify_rows), whether the dump was complete and held every table's rows.
+  returned: O(state=dumped) with O(verify_rows), when the stream was checked
+  type: bool
+  sample: true
 cmd:
   description: The command that failed, as a list (never holds the password).
   returned: when a command failed
@@ -416,6 +474,9 @@ def validate_params(params):
         problems.append('clean_schemas must name at least one schema (the runbook drops public)')
     problems += schema_problems(params['clean_schemas'])
     problems += whole_number_problems('expect_rows', params['expect_rows'])
+    if params.get('verify_rows') and params['state'] == 'dumped' and params['dump_format'] != 'plain':
+        problems.append('verify_rows=true counts the rows in the SQL of a plain dump; set dump_format=plain, or '
+                        'verify_rows=false and verify the archive with taylordash.rollback.backup_verify')
     return problems
 
 
@@ -431,6 +492,7 @@ def main():
             lock_timeout=dict(type='int', default=30),
             dump_format=dict(type='str', default='plain', choices=['plain', 'custom']),
             force=dict(type='bool', default=False),
+            verify_rows=dict(type='bool', default=False),
         ),
         validate_params, failure_note=' Nothing was changed.')
     # pg_dump for the safety dump of state=dumped in direct mode (compose mode runs the container's).

@@ -33,6 +33,24 @@ attributes:
   idempotent:
     support: full
 options:
+  url:
+    description:
+      - HTTP or HTTPS URL. Credentials in it are sent as Basic authentication and never shown.
+      - The host is an IP address or a host name (ASCII letters, digits, C(-), C(_) and dots), the
+        port from V(1) to V(65535).
+      - One of O(url) and O(urls) is required.
+    type: str
+    required: false
+  urls:
+    description:
+      - Several URLs polled at the same time in one module run, one thread each, every one with the
+        same request options, O(timeout) (one deadline for all), O(interval) and O(success_threshold).
+        Each is judged as O(url) would be; the module succeeds only when all are healthy.
+      - One module run instead of one per service saves the start of a module run per service, and
+        the services are waited for side by side instead of one after the other.
+      - Each URL is checked as O(url) is, before the first request. Mutually exclusive with O(url).
+    type: list
+    elements: str
   interval:
     description:
       - Seconds between the starts of two requests. A request that takes longer than this is
@@ -62,6 +80,14 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Wait for every rolled-back service at once (one module run, one thread per URL)
+  taylordash.rollback.health_poll:
+    urls:
+      - http://localhost:8000/health/ready
+      - http://localhost:3000/
+    timeout: 60
+  register: health
+
 - name: Wait until the backend answers ready twice in a row, at most 60 seconds
   taylordash.rollback.health_poll:
     url: http://localhost:3000/health/ready
@@ -95,7 +121,7 @@ healthy:
   sample: true
 url:
   description: The polled URL, with credentials in it masked.
-  returned: always
+  returned: with O(url)
   type: str
   sample: http://localhost:3000/health/ready
 attempts:
@@ -168,6 +194,22 @@ msg:
   returned: always
   type: str
   sample: http://localhost:3000/health/ready healthy after 0.74 s (2 successes in a row, 5 attempts).
+urls:
+  description: With O(urls), the URLs polled, credentials masked, in the order given.
+  returned: with O(urls)
+  type: list
+  elements: str
+  sample: [http://localhost:8000/health/ready, http://localhost:3000/]
+results:
+  description:
+    - With O(urls), one result per URL in the order given, with the keys a run with O(url) returns
+      (C(url), C(healthy), C(attempts), C(consecutive_successes), C(elapsed), C(first_success_elapsed),
+      C(latency), C(last_status), C(last_error), C(msg)). RV(healthy) is then true when all are, and
+      RV(elapsed) is the longest.
+  returned: with O(urls)
+  type: list
+  elements: dict
+  sample: [{url: http://localhost:8000/health/ready, healthy: true, elapsed: 0.52, attempts: 3}]
 timing:
   description: When the module started and ended (ISO 8601, UTC) and how many seconds it ran.
   returned: always
@@ -175,6 +217,7 @@ timing:
   sample: {start: "2025-06-01T12:00:00.000000+00:00", end: "2025-06-01T12:00:00.743000+00:00", seconds: 0.743}
 """
 
+import threading
 import time
 
 from ansible_collections.taylordash.rollback.plugins.module_utils._http_options import (
@@ -284,7 +327,9 @@ class Poller(object):
 
 def argument_spec():
     spec = http_argument_spec()
+    spec['url'] = dict(spec['url'], required=False)
     spec.update(
+        urls=dict(type='list', elements='str'),
         interval=dict(type='float', default=0.25),
         success_threshold=dict(type='int', default=2),
     )
@@ -294,23 +339,123 @@ def argument_spec():
 def check_params(p):
     """Problems with the arguments (texts for one message), the checked URL and the compiled
     body pattern. Every check runs before the first request."""
+    if p.get('urls') is not None:
+        return check_many(p)
     problems, target, body_pattern = request_problems(p)
     problems.extend(client_problems(p))
+    problems.extend(common_problems(p))
+    return problems, target, body_pattern
+
+
+def check_many(p):
+    """check_params for ``urls``: the checked targets are a list, one per URL."""
+    problems, targets, body_pattern = [], [], None
+    if p.get('url') is not None:
+        problems.append('url and urls are mutually exclusive: give one URL, or a list')
+    if not p['urls']:
+        problems.append('urls is empty: give at least one URL')
+    for url in p['urls']:
+        one = dict(p, url=url)
+        url_problems, target, body_pattern = request_problems(one)
+        problems.extend(url_problems)
+        targets.append(target)
+    problems.extend(client_problems(p))
+    problems.extend(common_problems(p))
+    return problems, targets, body_pattern
+
+
+def common_problems(p):
+    problems = []
     problem = seconds_problem('interval', p['interval'], allow_zero=True)
     if problem:
         problems.append(problem)
     if p['success_threshold'] < 1:
         problems.append('success_threshold must be at least 1, got %s' % p['success_threshold'])
-    return problems, target, body_pattern
+    return problems
+
+
+def unhealthy_problem(result, threshold):
+    last = ('last status %s' % result['last_status']) if result['last_status'] is not None else 'no answer'
+    if result['last_error'] is None:
+        return last, 'only %d of %d successes in a row' % (result['consecutive_successes'], threshold)
+    return last, 'last problem: %s' % result['last_error']
+
+
+def healthy_msg(url, result):
+    return '%s healthy after %.2f s (%d success%s in a row, %d attempt%s).' % (
+        url, result['elapsed'], result['consecutive_successes'],
+        '' if result['consecutive_successes'] == 1 else 'es',
+        result['attempts'], '' if result['attempts'] == 1 else 's')
+
+
+def poll_many(module, p, targets, body_pattern):
+    """``urls``: every URL polled at the same time, one thread each, under the same deadline."""
+    results = [None] * len(targets)
+    errors = []
+
+    def one(index, target):
+        try:
+            opener = build_opener(validate_certs=p['validate_certs'], ca_path=p['ca_path'],
+                                  follow_redirects=p['follow_redirects'], use_proxy=p['use_proxy'])
+            headers = request_headers(p['headers'], target)
+
+            def send(budget):
+                return probe(target.url, method=p['method'], headers=headers, body=p['body'],
+                             timeout=budget, max_body=p['max_body_bytes'], opener=opener)
+
+            result = Poller(send, timeout=p['timeout'], interval=p['interval'], request_timeout=p['request_timeout'],
+                            success_threshold=p['success_threshold'], status_codes=p['status_codes'],
+                            body_pattern=body_pattern).run()
+        except (IOError, OSError, ValueError) as exc:
+            errors.append('Cannot set up TLS for %s (ca_path %s): %s' % (target.display, p['ca_path'], exc))
+            result = dict(healthy=False, attempts=0, consecutive_successes=0, elapsed=0.0, first_success_elapsed=None,
+                          latency=latency_figures([]), last_status=None, last_error=str(exc))
+        result['url'] = target.display
+        if result['healthy']:
+            result['msg'] = healthy_msg(target.display, result)
+        else:
+            last, problem = unhealthy_problem(result, p['success_threshold'])
+            result['msg'] = '%s not healthy by the deadline of %s s (%d attempts, %s; %s).' % (
+                target.display, p['timeout'], result['attempts'], last, problem)
+        results[index] = result
+
+    threads = [threading.Thread(target=one, args=(index, target), name='poll-%d' % index)
+               for index, target in enumerate(targets)]
+    for thread in threads:
+        thread.daemon = True
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out = dict(changed=False, urls=[t.display for t in targets], request_headers=sorted(p['headers']), results=results,
+               healthy=all(r['healthy'] for r in results), elapsed=max(r['elapsed'] for r in results))
+    bad = [r for r in results if not r['healthy']]
+    if not bad:
+        out['msg'] = 'All %d URLs healthy after %.2f s: %s' % (len(results), out['elapsed'], ' '.join(r['msg'] for r in results))
+        return out, None
+    out['msg'] = ('%d of %d URLs not healthy: %s Check the service logs, or raise timeout if it is only slow to start.'
+                  % (len(bad), len(results), ' '.join(r['msg'] for r in bad)))
+    if errors:
+        out['msg'] = '; '.join(errors) + '. ' + out['msg']
+    return out, True
 
 
 def main():
     spec = argument_spec()
-    module = build_module(spec, supports_check_mode=True)
+    module = build_module(spec, supports_check_mode=True, required_one_of=[('url', 'urls')])
     # A short header or body value (say 1) is no secret: masking it would garble the figures.
     mask_secrets_only(module)
     p = module.params
     problems, target, body_pattern = check_params(p)
+    if p['urls'] is not None:
+        shown = [t.display if t is not None else display_url(u) for t, u in zip(target, p['urls'])]
+        if problems:
+            module.fail_json(msg='; '.join(problems), healthy=False, changed=False, urls=shown,
+                             invocation=masked_invocation(spec, p, replace=dict(urls=shown)))
+        result, failed = poll_many(module, p, target, body_pattern)
+        result['invocation'] = masked_invocation(spec, p, replace=dict(urls=shown))
+        if failed:
+            module.fail_json(**result)
+        module.exit_json(**result)
     shown_url = target.display if target is not None else display_url(p['url'])
     base = dict(changed=False, url=shown_url, request_headers=sorted(p['headers']),
                 invocation=masked_invocation(spec, p, replace=dict(url=shown_url)))
@@ -338,17 +483,9 @@ def main():
     result.update(base)
     url = shown_url
     if result['healthy']:
-        result['msg'] = '%s healthy after %.2f s (%d success%s in a row, %d attempt%s).' % (
-            url, result['elapsed'], result['consecutive_successes'],
-            '' if result['consecutive_successes'] == 1 else 'es',
-            result['attempts'], '' if result['attempts'] == 1 else 's')
+        result['msg'] = healthy_msg(url, result)
         module.exit_json(**result)
-    last = ('last status %s' % result['last_status']) if result['last_status'] is not None else 'no answer'
-    if result['last_error'] is None:
-        problem = 'only %d of %d successes in a row' % (
-            result['consecutive_successes'], p['success_threshold'])
-    else:
-        problem = 'last problem: %s' % result['last_error']
+    last, problem = unhealthy_problem(result, p['success_threshold'])
     result['msg'] = (
         '%s not healthy by the deadline of %s s (%d attempts, %s; %s). Check the service logs, '
         'or raise timeout if it is only slow to start.'

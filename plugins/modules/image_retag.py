@@ -42,8 +42,20 @@ options:
     description:
       - The local image repository, without a tag, for example V(taylordash_backend).
       - At least one image of it must exist locally.
+      - One of O(repository) and O(repositories) is required.
     type: str
-    required: true
+  repositories:
+    description:
+      - Several repositories in one module run, each moved as O(repository) would be, with the same
+        O(from_tag), O(to_tag) and O(keep_as) (one run instead of one per service saves the start of a
+        module run per service).
+      - Every repository is read and planned before any tag moves, so a missing repository or
+        O(from_tag) fails with nothing changed. Then the tags move one repository after the other; a
+        failure then names the repositories already moved, in RV(results).
+      - Mutually exclusive with O(repository); each name at most once.
+    type: list
+    elements: str
+    version_added: 0.2.0
   from_tag:
     description:
       - What to go back to. Either a tag of O(repository), for example V(previous) or V(v1.4.2),
@@ -89,6 +101,13 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Point :latest of every service back at :previous in one module run
+  taylordash.rollback.image_retag:
+    repositories: [taylordash_backend, taylordash_frontend]
+    from_tag: previous
+    to_tag: latest
+  register: retag
+
 - name: Roll the backend back to the image tagged previous, keeping the bad one
   taylordash.rollback.image_retag:
     repository: taylordash_backend
@@ -185,6 +204,23 @@ stderr:
   returned: when a docker command failed
   type: str
   sample: 'Error response from daemon: No such image: taylordash_backend:nope'
+repositories:
+  description: The repositories of O(repositories), in the order given.
+  returned: with O(repositories)
+  type: list
+  elements: str
+  sample: [taylordash_backend, taylordash_frontend]
+  version_added: 0.2.0
+results:
+  description:
+    - With O(repositories), one result per repository in the order given, each with the keys a run with
+      O(repository) returns (RV(repository), RV(source), RV(image_id_before), RV(image_id_after),
+      RV(kept_tag), RV(msg), RV(available_tags), C(changed)); the one that failed also has C(failed).
+  returned: with O(repositories)
+  type: list
+  elements: dict
+  sample: [{repository: taylordash_backend, changed: true, kept_tag: rollback-20240518T101500Z}]
+  version_added: 0.2.0
 timing:
   description: When the module started and ended (ISO 8601 UTC) and how many seconds it took.
   returned: always
@@ -229,11 +265,18 @@ def unique_keep_tag(base, tags, image_id):
 def validate_params(params):
     """Return a list of problems with the options; empty when they are fine. Pure."""
     problems = []
-    repository = params['repository']
-    if not is_valid_repository(repository):
-        problems.append(
-            "repository '%s' is not a valid Docker repository name: lower-case letters, digits and "
-            "separators (. _ __ -), path components separated by '/', no tag" % repository)
+    repositories = [params['repository']] if params.get('repositories') is None else params['repositories']
+    if params.get('repositories') is not None and params.get('repository') is not None:
+        problems.append('repository and repositories are mutually exclusive: name one repository, or a list')
+    if not repositories:
+        problems.append('repositories is empty: name at least one repository')
+    if len(set(repositories)) != len(repositories):
+        problems.append('repositories names a repository more than once')
+    for repository in repositories:
+        if not is_valid_repository(repository):
+            problems.append(
+                "repository '%s' is not a valid Docker repository name: lower-case letters, digits and "
+                "separators (. _ __ -), path components separated by '/', no tag" % repository)
     for option in ('to_tag',):
         if not is_valid_tag(params[option]):
             problems.append(
@@ -316,12 +359,24 @@ def describe(repository, to_tag, step, done=False):
     return text[0].upper() + text[1:] if done else text
 
 
+class RetagFailed(Exception):
+    """A failure of one repository of a list (``repositories``): the caller names it."""
+
+    def __init__(self, msg, error, result):
+        super(RetagFailed, self).__init__(msg)
+        self.msg = msg
+        self.error = error
+        self.result = result
+
+
 class ImageRetagger(object):
-    def __init__(self, module, cli):
+    def __init__(self, module, cli, repository=None, raise_on_fail=False):
         self.module = module
         self.cli = cli
+        self.raise_on_fail = raise_on_fail
+        self.step = None
         params = module.params
-        self.repository = params['repository']
+        self.repository = repository or params['repository']
         self.from_tag = params['from_tag']
         self.to_tag = params['to_tag']
         self.keep_as = params['keep_as']
@@ -329,6 +384,10 @@ class ImageRetagger(object):
 
     def fail(self, msg, error=None, **extra):
         self.result.update(extra)
+        if self.raise_on_fail:
+            self.result['failed'] = True
+            self.result['msg'] = msg
+            raise RetagFailed(msg, error, self.result)
         self.cli.fail(msg, error=error, **self.result)
 
     def ref(self, tag):
@@ -350,6 +409,12 @@ class ImageRetagger(object):
             % (self.ref(self.from_tag), available))
 
     def run(self):
+        if self.prepare():
+            self.apply()
+        return self.result
+
+    def prepare(self):
+        """Read and plan, change nothing; True when apply() must move the tag."""
         try:
             rows = self.cli.list_tags(self.repository)
         except DockerCLIError as exc:
@@ -383,14 +448,21 @@ class ImageRetagger(object):
         if not step['changed']:
             self.result['msg'] = '%s already points at %s (%s); nothing to do.' % (
                 to_ref, short_id(step['target_id']), step['source'])
-            return self.result
+            return False
 
         what = describe(self.repository, self.to_tag, step)
 
         if self.module.check_mode:
             self.result['msg'] = 'Would %s.' % what
-            return self.result
+            return False
+        self.step = step
+        # Until apply() moved the tag, nothing changed.
+        self.result['changed'] = False
+        return True
 
+    def apply(self):
+        step = self.step
+        to_ref = self.ref(self.to_tag)
         if step['keep']:
             try:
                 self.cli.tag(step['before_id'], self.ref(step['keep']))
@@ -421,19 +493,54 @@ class ImageRetagger(object):
                       'and run again.' % (to_ref, short_id(after_id), short_id(step['target_id'])),
                       image_id_after=after_id, changed=True)
         self.result['msg'] = describe(self.repository, self.to_tag, step, done=True) + '.'
+        self.result['changed'] = True
         return self.result
+
+
+def run_many(module, cli):
+    """``repositories``: every repository is read and planned before any tag moves, then the tags
+    move one repository after the other. One result per repository, in the order given."""
+    workers = [ImageRetagger(module, cli, repository, raise_on_fail=True) for repository in module.params['repositories']]
+    result = dict(changed=False, repositories=list(module.params['repositories']), results=[w.result for w in workers])
+    pending = []
+    for worker in workers:
+        try:
+            if worker.prepare():
+                pending.append(worker)
+        except RetagFailed as exc:
+            cli.fail('%s: %s Nothing was changed (no tag of the %d repositories moved).'
+                     % (worker.repository, exc.msg.rstrip('.') + '.', len(workers)), error=exc.error, **result)
+    for worker in pending:
+        try:
+            worker.apply()
+        except RetagFailed as exc:
+            moved = [w.repository for w in pending if w.result.get('changed') and w is not worker]
+            result['changed'] = bool(moved) or bool(worker.result.get('changed'))
+            cli.fail('%s: %s %s' % (worker.repository, exc.msg,
+                                    ('The tags of %s were moved before this failure (see results).' % ', '.join(moved))
+                                    if moved else 'No other tag was moved.'), error=exc.error, **result)
+    result['changed'] = any(w.result['changed'] for w in workers)
+    result['msg'] = ' '.join(w.result['msg'] for w in workers)
+    if module._diff:
+        result['diff'] = dict(before={}, after={})
+        for worker in workers:
+            for side in ('before', 'after'):
+                result['diff'][side].update(worker.result.get('diff', {}).get(side, {}))
+    return result
 
 
 def main():
     module = RollbackModule(
         argument_spec=dict(
-            repository=dict(type='str', required=True),
+            repository=dict(type='str'),
+            repositories=dict(type='list', elements='str'),
             from_tag=dict(type='str', default='previous'),
             to_tag=dict(type='str', default='latest'),
             keep_as=dict(type='str'),
             docker_cli=dict(type='path'),
         ),
         supports_check_mode=True,
+        required_one_of=[('repository', 'repositories')],
     )
     problems = validate_params(module.params)
     if problems:
@@ -441,7 +548,10 @@ def main():
                          repository=module.params['repository'], changed=False)
     cli = DockerCLI(module, docker_cli=module.params['docker_cli'])
     try:
-        result = ImageRetagger(module, cli).run()
+        if module.params['repositories'] is not None:
+            result = run_many(module, cli)
+        else:
+            result = ImageRetagger(module, cli).run()
     except DockerCLIError as exc:
         cli.fail('Unexpected docker failure: %s' % exc.msg, error=exc,
                  repository=module.params['repository'])

@@ -257,3 +257,26 @@ def test_https_certificate_checks(serve, tls_files):
 
     assert poll(server.url, timeout=5, interval=0.05, validate_certs=False)["healthy"] is True
     assert poll(server.url, timeout=5, interval=0.05, ca_path=str(cert))["healthy"] is True
+
+
+def test_urls_polled_side_by_side(serve):
+    """urls: two services, each healthy only after 0.6 s, polled at the same time in one module
+    run - done in about 0.6 s, not 1.2 s; one result per URL in the order given."""
+    slow = [serve(lambda n, t, h, b: (200, "ready") if t >= 0.6 else (503, "starting")) for _i in range(2)]
+    result = run_module("health_poll", {"urls": [s.url for s in slow], "timeout": 10, "interval": 0.05,
+                                        "success_threshold": 1})
+    assert result["failed"] is False and result["healthy"] is True, result["msg"]
+    assert [r["url"] for r in result["results"]] == [s.url for s in slow]
+    assert all(r["healthy"] and r["elapsed"] >= 0.6 for r in result["results"])
+    starts = [s.requests[0][0] for s in slow]
+    assert abs(starts[0] - starts[1]) < 0.3, "the URLs were not polled side by side"
+    assert result["elapsed"] == max(r["elapsed"] for r in result["results"]) < 1.1
+
+
+def test_urls_one_unhealthy_fails_naming_it(serve):
+    good, bad = serve(ready), serve(lambda n, t, h, b: (503, "starting"))
+    result = run_module("health_poll", {"urls": [good.url, bad.url], "timeout": 1.0, "interval": 0.1})
+    assert result["failed"] is True and result["healthy"] is False
+    assert [r["healthy"] for r in result["results"]] == [True, False]
+    assert result["msg"].startswith("1 of 2 URLs not healthy: " + bad.url), result["msg"]
+    assert good.url + " healthy" not in result["msg"]

@@ -228,3 +228,52 @@ def test_bad_input_fails_clearly_and_changes_nothing(repo, case):
     mine = [line for line in everything_after.splitlines() if repo.name in line or unknown in line]
     assert sorted(mine) == sorted(line for line in everything_before.splitlines()
                                   if repo.name in line or unknown in line)
+
+
+@pytest.fixture
+def second_repo():
+    """A second repository laid out like repo (the frontend of the same stack)."""
+    r = Repo()
+    r.name = r.name.replace("_backend", "_frontend")
+    try:
+        r.good = import_image(r.ref("v1.4.2"), f"good build {r.name}\n")
+        r.bad = import_image(r.ref("v1.5.0"), f"bad build {r.name}\n")
+        r.image_ids += [r.good, r.bad]
+        docker("image", "tag", r.good, r.ref("previous"))
+        docker("image", "tag", r.bad, r.ref("latest"))
+        yield r
+    finally:
+        for image_id in r.image_ids:
+            subprocess.run(["docker", "image", "rm", "-f", image_id], capture_output=True, check=False)
+
+
+def test_repositories_in_one_run(repo, second_repo):
+    """repositories: both tags move in one module run (check mode first, then for real, then
+    idempotent); one result per repository, in the order given, and one diff for all."""
+    args = {"repositories": [repo.name, second_repo.name], "keep_as": "bad-kept"}
+    before = (tags_of(repo.name), tags_of(second_repo.name))
+    check = run_module("image_retag", args, check_mode=True, diff=True)
+    assert check["changed"] and not check["failed"], check["msg"]
+    assert (tags_of(repo.name), tags_of(second_repo.name)) == before
+    real = run_module("image_retag", args, diff=True)
+    assert real["changed"] and not real["failed"], real["msg"]
+    assert [r["repository"] for r in real["results"]] == [repo.name, second_repo.name]
+    assert [r["kept_tag"] for r in real["results"]] == ["bad-kept", "bad-kept"]
+    for r, result in ((repo, real["results"][0]), (second_repo, real["results"][1])):
+        assert result["changed"] and result["image_id_after"] == r.good
+        assert tags_of(r.name)["latest"] == r.good and tags_of(r.name)["bad-kept"] == r.bad
+        assert real["diff"]["after"][r.ref("latest")] == r.good
+    assert check["diff"] == real["diff"]
+    again = run_module("image_retag", args)
+    assert not again["changed"] and all("nothing to do" in r["msg"] for r in again["results"])
+
+
+def test_repositories_one_missing_changes_nothing(repo, second_repo):
+    """A repository of the list that does not exist: every repository is planned before any tag
+    moves, so no tag moved (the first one's neither) and the message names the missing one."""
+    missing = f"tdtest_{uuid.uuid4().hex[:10]}_nothing"
+    before = (tags_of(repo.name), tags_of(second_repo.name))
+    result = run_module("image_retag", {"repositories": [repo.name, missing, second_repo.name]})
+    assert result["failed"] and not result["changed"]
+    assert result["msg"].startswith(missing + ": ") and "Nothing was changed" in result["msg"], result["msg"]
+    assert (tags_of(repo.name), tags_of(second_repo.name)) == before

@@ -249,7 +249,8 @@ def test_restore_plain_gzip_custom(restore_stacks, tmp_path):
         assert lines[fmt][0] == "Database rollback (restore): succeeded", lines[fmt]
         assert lines[fmt][1].startswith("backup: %s (%s, sha256 " % (stack.backup, fmt))
         assert lines[fmt][2] == "safety dump: %s (verified)" % dumps[0]
-        assert lines[fmt][-2] == "writers stopped and started again: backend"
+        # the downtime: from the stop of the writers to their start (issue 17)
+        assert re.fullmatch(r"writers stopped and started again: backend \(stopped for [\d.]+ s\)", lines[fmt][-2]), lines[fmt]
         assert re.match(r"Steps: verify backup [\d.]+ s, stop writers [\d.]+ s, safety dump and its verification "
                         r"[\d.]+ s, restore [\d.]+ s, start writers [\d.]+ s$", lines[fmt][-1]), lines[fmt]
         # the safety dump holds the data from before the restore
@@ -698,4 +699,72 @@ def test_bad_settings_change_nothing(restore_stacks, tmp_path):
     documentation = ("rollback_history.log", "emergency.log")
     report_files = {k: v for k, v in listing(stack.dir).items() if not k.startswith("rollbacks/") and k not in documentation}
     assert report_files == {k: v for k, v in files.items() if not k.startswith("rollbacks/") and k not in documentation}
+    assert not locks(stack)
+
+
+# --------------------------------------------------------------------------- issue 17: the safety dump verified while written
+
+def lossy_docker(directory: Path) -> Path:
+    """A docker client that loses the first row of the projects COPY block of every pg_dump stream
+    that passes through it (and passes everything else through): a stream damaged on its way to the
+    file, which pg_dump itself never notices (its exit status stays 0)."""
+    real = subprocess.run(["sh", "-c", "command -v docker"], capture_output=True, text=True, check=True).stdout.strip()
+    path = directory / "docker"
+    path.write_text("#!/bin/sh\n"
+                    "case \"$*\" in\n"
+                    "  *pg_dump*) \"%s\" \"$@\" | sed '/^COPY public.projects /{n;d;}' ;;\n"
+                    "  *) exec \"%s\" \"$@\" ;;\n"
+                    "esac\n" % (real, real))
+    path.chmod(0o755)
+    return path
+
+
+def test_safety_dump_verified_while_written(restore_stacks, tmp_path):
+    """backup_restore state=dumped verify_rows: every table's rows counted in the dump's own snapshot
+    equal the rows of its COPY block; a stream that lost a row is refused and nothing is written."""
+    stack = restore_stacks["custom"]
+    live = {name: int(psql(stack, "SELECT count(*) FROM %s" % name)) for name in ("public.users", "public.projects")}
+    good = tmp_path / "safety.sql"
+    made = run_module("backup_restore", {"state": "dumped", "path": str(good), "db": "taylordash", "verify_rows": True,
+                                         "project_dir": str(stack.dir)})
+    assert made["changed"] and made["verified"] and made["mode"] == "0600", made["msg"]
+    assert set(made) <= DOCUMENTED, set(made) - DOCUMENTED
+    rows = {t["name"]: t["rows"] for t in made["rows"]}
+    assert {name: rows[name] for name in live} == live
+    assert "verified while written" in made["msg"] and set(made["phases"]) >= {"snapshot", "dump"}
+
+    bad = tmp_path / "lossy.sql"
+    lossy = run_module("backup_restore", {"state": "dumped", "path": str(bad), "db": "taylordash", "verify_rows": True,
+                                          "project_dir": str(stack.dir), "docker_cli": str(lossy_docker(tmp_path))})
+    assert lossy["failed"] and not lossy["changed"] and lossy["verified"] is False, lossy
+    assert ("public.projects has %d rows in the database and %d in the dump"
+            % (live["public.projects"], live["public.projects"] - 1)) in lossy["msg"], lossy["msg"]
+    assert "Nothing was written" in lossy["msg"]
+    assert not bad.exists() and not list(tmp_path.glob(".lossy.sql.*")), "a partial or refused dump was left"
+
+    refused = run_module("backup_restore", {"state": "dumped", "path": str(tmp_path / "x.dump"), "db": "taylordash",
+                                            "verify_rows": True, "dump_format": "custom", "project_dir": str(stack.dir)})
+    assert refused["failed"] and "set dump_format=plain" in refused["msg"]
+
+
+def test_lossy_safety_dump_stops_the_restore_before_anything_is_dropped(restore_stacks, tmp_path):
+    """The role: a safety dump whose stream lost a row stops the data restoration after the writers
+    stopped but before the restore starts - the data is as it was, no safety dump is kept, the writers
+    run again, and the message names the table."""
+    stack = restore_stacks["custom"]
+    state = change_data(stack)
+    dumps = safety_dumps(stack)
+    wrapper = lossy_docker(tmp_path)
+    proc = run_playbook(PLAYBOOK, extra_vars={"database_action": "restore", "database_backup_path": str(stack.backup),
+                                              "validate_script_enabled": False, "validate_perf_enabled": False},
+                        inventory=inventory(tmp_path, "lossy", host_vars(stack)),
+                        env={"PATH": "%s:%s" % (wrapper.parent, os.environ["PATH"])})
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    assert db_state(stack) == state, "the data changed"
+    assert safety_dumps(stack) == dumps, "a refused safety dump was kept"
+    failure = final_failures(proc)["lossy"]
+    assert "does not match the database it was taken from" in failure and "public.projects has" in failure, failure
+    # The restore task (the one that drops the schema) never started.
+    assert "TASK [taylordash.rollback.database : Restore the verified backup" not in proc.stdout, proc.stdout[-3000:]
+    wait_healthy(stack)
     assert not locks(stack)

@@ -66,7 +66,7 @@ def by_blocks(content: bytes, sizes) -> dump_scan.PlainScan:
 
 def verdict(scan: dump_scan.PlainScan) -> tuple:
     return (scan.lines, scan.is_pg_dump, scan.is_cluster_dump, scan.trailer_line, scan.copy_table, scan.copy_line,
-            scan.forbidden, scan.copy_blocks, scan.statement_lines, scan.problems())
+            scan.forbidden, scan.copy_blocks, scan.statement_lines, scan.problems(), scan.table_rows)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -163,3 +163,21 @@ def test_zero_interval_polls_back_to_back():
     assert result["healthy"] is True
     assert result["attempts"] == 4
     assert fake.sleeps == []
+
+
+def _params(**kwargs):
+    spec = mod.argument_spec()
+    base = dict((name, entry.get("default")) for name, entry in spec.items())
+    base.update(kwargs)
+    return base
+
+
+def test_urls_are_checked_each_before_the_first_request():
+    problems, targets, _pattern = mod.check_params(_params(urls=["http://127.0.0.1:8000/health", "http://127.0.0.1:3000/"]))
+    assert problems == [] and [t.url for t in targets] == ["http://127.0.0.1:8000/health", "http://127.0.0.1:3000/"]
+    problems, _targets, _pattern = mod.check_params(_params(urls=["ftp://x/", "http://127.0.0.1:1/"]))
+    assert len(problems) == 1 and "ftp://x/" in problems[0]
+    problems, _targets, _pattern = mod.check_params(_params(url="http://127.0.0.1:1/", urls=["http://127.0.0.1:2/"]))
+    assert any("mutually exclusive" in p for p in problems)
+    problems, _targets, _pattern = mod.check_params(_params(urls=[]))
+    assert any("urls is empty" in p for p in problems)

@@ -302,3 +302,14 @@ def test_stub_run_reports_timing(tmp_path):
     assert kind == "exit" and result["changed"] is True, result
     assert result["msg"].startswith("Would move fuzz_backend:latest")
     assert set(result["timing"]) == {"start", "end", "seconds"}
+
+
+# --- repositories (one module run for several services) --------------------------------------
+
+def test_repositories_are_checked_each():
+    assert mod.validate_params(params(repository=None, repositories=[REPO, "taylordash_frontend"])) == []
+    problems = mod.validate_params(params(repository=None, repositories=[REPO, "Bad:Name", REPO]))
+    assert any("more than once" in p for p in problems)
+    assert any("'Bad:Name' is not a valid" in p for p in problems)
+    assert any("mutually exclusive" in p for p in mod.validate_params(params(repositories=[REPO])))
+    assert any("is empty" in p for p in mod.validate_params(params(repository=None, repositories=[])))
