@@ -152,3 +152,28 @@ def test_database_drill_needs_a_database(shared, tmp_path):
     assert proc.returncode != 0
     assert "stack_db_service=nosuchdb is not a service of the compose project" in proc.stdout
     assert state(shared) == before
+
+
+def test_blue_green_drill_switches_back(shared, module_stack_factory, tmp_path_factory):
+    """The shared stack as blue behind the lb, one more stack as green: the drill moves traffic to
+    green, the blue_green role switches it back, and the site file is as it was."""
+    from blue_green_env import BlueGreen
+
+    green = module_stack_factory("drg")
+    work = tmp_path_factory.mktemp("drill-bg")
+    pair = BlueGreen(shared, green, work / "lb", work, active="blue")
+    try:
+        site = pair.site.read_bytes()
+        before = state(shared)
+        extra = pair.role_vars("blue", **QUICK, drill_type="blue_green")
+        proc = run_playbook(PLAYBOOK, extra_vars=extra, inventory=pair.inventory,
+                            vars_files=[shared.secrets_file(work)])
+        assert proc.returncode == 0, proc.stdout[-6000:]
+        assert "Rollback drill (blue_green): passed" in proc.stdout
+        assert pair.site.read_bytes() == site and pair.served(3) == ["blue"] * 3
+        assert pair.running("green") and all(s == "running" for s in pair.running("green").values())
+        assert state(shared) == before
+        result = drill_result(last_report(shared))
+        assert result["rto_seconds"] > 0 and result["rpo_rows_lost"] == 0
+    finally:
+        pair.down()
