@@ -16,6 +16,11 @@ import pytest
 
 from conftest import REPO, run_playbook, write_inventory
 
+try:
+    from .blue_green_env import BlueGreen
+except ImportError:  # run from tests/integration
+    from blue_green_env import BlueGreen
+
 pytestmark = pytest.mark.integration
 
 PLAYBOOK = REPO / "playbooks" / "drill.yml"
@@ -157,8 +162,6 @@ def test_database_drill_needs_a_database(shared, tmp_path):
 def test_blue_green_drill_switches_back(shared, module_stack_factory, tmp_path_factory):
     """The shared stack as blue behind the lb, one more stack as green: the drill moves traffic to
     green, the blue_green role switches it back, and the site file is as it was."""
-    from blue_green_env import BlueGreen
-
     green = module_stack_factory("drg")
     work = tmp_path_factory.mktemp("drill-bg")
     pair = BlueGreen(shared, green, work / "lb", work, active="blue")
