@@ -31,14 +31,8 @@ DOCS = ("rollbacks", "rollback_history.log", "drill_history.log", "emergency.log
 
 
 def drill(stack, tmp_path, check=False, **overrides):
-    import os
-    proc = run_playbook(PLAYBOOK, extra_vars=stack.stack_vars(**dict(QUICK, **overrides)), check=check,
-                        diff=check, inventory=write_inventory(tmp_path), vars_files=[stack.secrets_file(tmp_path)],
-                        env={"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"})
-    if os.environ.get("DRILL_DEBUG"):
-        with open(os.environ["DRILL_DEBUG"], "a") as fh:
-            fh.write(proc.stdout)
-    return proc
+    return run_playbook(PLAYBOOK, extra_vars=stack.stack_vars(**dict(QUICK, **overrides)), check=check,
+                        diff=check, inventory=write_inventory(tmp_path), vars_files=[stack.secrets_file(tmp_path)])
 
 
 def files(stack) -> dict:
