@@ -11,19 +11,26 @@ from .conftest import assert_lock_free, assert_report_names_first_cause
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
+def _state(fs) -> dict:
+    """Tags, files, and each service's image and status: a drill recreates the containers it
+    deploys its test images to, so their IDs change; what they run must not."""
+    return {"tags": fs.tags(), "files": fs.files(),
+            "containers": {name: (image, status) for name, (_cid, image, status) in fs.containers().items()}}
+
+
 def test_drill_rollback_target_missing(fault_stack):
     """Fault: immediate drill whose rollback cannot work (the target tag it rolls back to does not
     exist) -> Outcome: the drill fails after its test deploy; the cleanup puts the original images,
-    tags and containers back and removes the drill's tags and test backup; lock free; report FAILED
+    tags and the services on their original images back and removes the drill's tags and test backup; lock free; report FAILED
     naming the missing tag, the drill history says FAILED, the failure is escalated (emergency.log)."""
     fs = fault_stack
     fs.reset(running="v1", previous="v1")
-    before = fs.snapshot()
+    before = _state(fs)
     case = fs.case_dir("drill-target-missing")
     proc = fs.run("drill.yml", case, drill_type="immediate", stack_target_tag="nosuchtag",
                   stack_target_services=["backend"])
     assert proc.returncode != 0
-    assert fs.snapshot() == before
+    assert _state(fs) == before
     assert_lock_free(fs)
     data = assert_report_names_first_cause(case, r"nosuchtag")
     assert data["type"] == "drill_immediate"
