@@ -473,7 +473,7 @@ def decide(figures, baseline=None, error_rate_max=5.0, p95_degradation_max=50.0,
     ``baseline`` is a dict from :func:`load_baseline` (or None: no degradation check).
     ``p95_absolute_max_ms`` None disables the absolute check; ``p95_min_increase_ms`` is the
     smallest p95 increase (ms) that counts as a degradation, so a few-ms baseline does not fire on
-    scheduling noise.
+    scheduling noise; the p50 must have risen by half of it too (a shift, not one slow request).
     """
     reasons = []
     targets = (figures or {}).get('targets') or {}
@@ -515,7 +515,11 @@ def decide(figures, baseline=None, error_rate_max=5.0, p95_degradation_max=50.0,
         base = (base_targets.get(name) or {}).get('p95_ms')
         if base and p95_degradation_max is not None and base > 0:
             degradation = 100.0 * (p95 - base) / base
-            if degradation > p95_degradation_max and p95 - base >= (p95_min_increase_ms or 0):
+            # A shift, not one slow request among a few: the p50 rose too (by half the floor).
+            base50 = (base_targets.get(name) or {}).get('p50_ms')
+            p50 = fig.get('p50_ms')
+            shifted = base50 is None or p50 is None or p50 - base50 >= (p95_min_increase_ms or 0) / 2.0
+            if degradation > p95_degradation_max and p95 - base >= (p95_min_increase_ms or 0) and shifted:
                 reasons.append(dict(
                     trigger='p95_degradation', target=name, value=round(degradation, 1), threshold=p95_degradation_max,
                     p95_ms=p95, baseline_p95_ms=base,
