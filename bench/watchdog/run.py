@@ -68,7 +68,7 @@ def status_of(url):
     except urllib.error.HTTPError as exc:
         try:
             return exc.code, json.load(exc)
-        except ValueError:
+        except Exception:  # noqa: BLE001 - an unreadable body still is an answer
             return exc.code, {}
     except Exception:  # noqa: BLE001 - no answer
         return None, {}
