@@ -48,6 +48,9 @@ KINDS = ('health', 'request')
 METHODS = ('GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'PATCH')
 # Fewest requests before an error rate may stop the sampling early.
 MIN_EARLY_REQUESTS = 10
+# Fewest good answers of a target before its p95 is judged: below 20, the nearest-rank p95 is the
+# slowest answer, and one slow answer on a busy host would fire.
+MIN_LATENCY_SAMPLES = 20
 
 
 class TriggerError(ValueError):
@@ -467,7 +470,8 @@ def _fmt_ms(value):
 
 
 def decide(figures, baseline=None, error_rate_max=5.0, p95_degradation_max=50.0,
-           p95_absolute_max_ms=1000.0, failures=3, p95_min_increase_ms=100.0):
+           p95_absolute_max_ms=1000.0, failures=3, p95_min_increase_ms=100.0,
+           min_latency_samples=MIN_LATENCY_SAMPLES):
     """The runbook's decision matrix over :func:`sample`'s figures.
 
     ``baseline`` is a dict from :func:`load_baseline` (or None: no degradation check).
@@ -475,6 +479,7 @@ def decide(figures, baseline=None, error_rate_max=5.0, p95_degradation_max=50.0,
     the limit too: a shift, not a few slow requests on a busy host); ``p95_min_increase_ms`` is the
     smallest p95 increase (ms) that counts as a degradation, so a few-ms baseline does not fire on
     scheduling noise; the p50 must have risen by half of it too (a shift, not one slow request).
+    The p95 of a target is judged only over at least ``min_latency_samples`` good answers.
     """
     reasons = []
     targets = (figures or {}).get('targets') or {}
@@ -507,7 +512,8 @@ def decide(figures, baseline=None, error_rate_max=5.0, p95_degradation_max=50.0,
                 detail='%s: %d of %d requests failed (%.1f %%, limit %.1f %%; last: %s)'
                        % (name, fig.get('errors') or 0, requests, rate, error_rate_max, fig.get('last_problem') or 'error')))
         p95 = fig.get('p95_ms')
-        if p95 is None:
+        answered_ok = requests - (fig.get('errors') or 0)
+        if p95 is None or answered_ok < min_latency_samples:
             continue
         # A shift, not a tail of a few slow requests: the p50 is above half the limit too.
         p50_now = fig.get('p50_ms')

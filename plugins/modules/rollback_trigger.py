@@ -149,6 +149,8 @@ options:
     type: float
     default: 1000
 notes:
+  - The p95 triggers judge a target only over at least 20 good answers (below that the nearest-rank
+    p95 is the slowest answer); give O(window) x O(rate) enough requests per request target.
   - A request that gets no connection at all (refused, reset) is unavailability, not an error: the
     error rate is over the requests the service took. A deploy whose service takes longer to start
     than O(failures) x O(interval) seconds looks unavailable while it starts; sample after the

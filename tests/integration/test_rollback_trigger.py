@@ -106,7 +106,7 @@ def test_slow_against_baseline(stack, tmp_path):
     answers(stack.url("backend", "/health/live"), timeout=60)
     try:
         slow_targets = targets(stack, login=False)
-        first = trigger(stack, targets=slow_targets, window=4)
+        first = trigger(stack, targets=slow_targets, window=8)
         same = {"version": 1, "recorded_at": "2026-01-01T00:00:00+00:00", "images": {},
                 "targets": {name: {"p50_ms": fig["p50_ms"], "p95_ms": fig["p95_ms"], "error_rate": fig["error_rate"]}
                             for name, fig in first["figures"]["targets"].items() if fig["kind"] == "request"}}
@@ -114,10 +114,10 @@ def test_slow_against_baseline(stack, tmp_path):
         fast["targets"]["api_projects"].update(p50_ms=10.0, p95_ms=same["targets"]["api_projects"]["p50_ms"] / 2.5)
         (tmp_path / "fast.json").write_text(json.dumps(fast))
         (tmp_path / "same.json").write_text(json.dumps(same))
-        result = trigger(stack, targets=slow_targets, baseline=str(tmp_path / "same.json"), window=4)
+        result = trigger(stack, targets=slow_targets, baseline=str(tmp_path / "same.json"), window=8)
         assert [r for r in result["reasons"] if r["trigger"] == "p95_degradation"] == [], result["reasons"]
         assert result["baseline"]["path"] == str(tmp_path / "same.json")
-        result = trigger(stack, targets=slow_targets, baseline=str(tmp_path / "fast.json"), window=4)
+        result = trigger(stack, targets=slow_targets, baseline=str(tmp_path / "fast.json"), window=8)
         assert result["rollback"] is True, result
         assert "api_projects" in [r["target"] for r in result["reasons"] if r["trigger"] == "p95_degradation"]
     finally:

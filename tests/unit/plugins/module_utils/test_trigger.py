@@ -82,6 +82,12 @@ def test_p95_degradation_needs_a_shift_and_the_floor():
     assert not t.decide(figures(api={"p50_ms": 250.0, "p95_ms": 400.0}))["rollback"]
 
 
+def test_latency_needs_twenty_good_answers():
+    few = figures(api={"requests": 12, "p50_ms": 900.0, "p95_ms": 1500.0})
+    assert not t.decide(few)["rollback"]
+    assert t.decide(few, min_latency_samples=10)["rollback"]
+
+
 def test_p95_absolute():
     verdict = t.decide(figures(api={"p50_ms": 900.0, "p95_ms": 1500.0}))
     assert triggers(verdict) == [("p95_absolute", "api")]
