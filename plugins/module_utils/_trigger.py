@@ -497,7 +497,8 @@ def decide(figures, baseline=None, error_rate_max=5.0, p95_degradation_max=50.0,
                            % (name, run, fig.get('last_problem') or 'failed', fig.get('unavailable_s') or 0.0)))
             continue
         down = fig.get('longest_down_s') or 0.0
-        if down >= failures * interval:
+        # Figures are rounded to 10 ms: compare with the threshold rounded the same way.
+        if down >= round(failures * interval, 2):
             reasons.append(dict(
                 trigger='unavailable', target=name, value=round(down, 2), threshold=failures * interval,
                 unavailable_s=fig.get('unavailable_s'),
