@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -117,6 +118,8 @@ def test_a_healthy_stack_gives_a_verdict_without_rollback_and_never_a_secret(sou
     # The key went to the API, and nowhere into the events.
     assert set(stack.keys) == {KEY}
     assert KEY not in json.dumps(events)
+    # ...and out of the environment the rulebook's playbooks inherit.
+    assert "TD_TEST_TRIGGER_KEY" not in os.environ
 
 
 def test_an_unhealthy_service_fires_unavailable_early(source, stack):

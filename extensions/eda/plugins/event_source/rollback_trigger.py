@@ -45,7 +45,10 @@ options:
     elements: str
     default: ["/api/v1/projects"]
   api_key_env:
-    description: Name of the environment variable holding the API key sent with the API requests. Unset or empty - no key.
+    description:
+      - Name of the environment variable holding the API key sent with the API requests. Unset or empty - no key.
+      - The source takes the variable out of the rulebook's environment when it starts, so the playbooks the rulebook runs
+        (and ansible-runner's files) never see it; a second source in the same rulebook must read another variable.
     type: str
   api_key_header:
     description: The header the API key is sent in.
@@ -210,7 +213,9 @@ def settings(args):
     api_key = None
     key_env = conf.get('api_key_env')
     if key_env:
-        api_key = os.environ.get(key_env) or None
+        # Taken out of the process environment: the playbooks this rulebook runs (ansible-runner keeps
+        # its environment in its private data directory) never inherit the key.
+        api_key = os.environ.pop(key_env, None) or None
 
     targets = []
     health = conf.get('health_urls') or {}
