@@ -213,18 +213,31 @@ def request_once(opener, target, timeout, clock=time.monotonic):
 
 # --- the sampler ---------------------------------------------------------------------------------
 
+def is_down(status, problem):
+    """True for an outcome that says nothing listens (refused, reset): unavailability, not an error."""
+    return status is None and bool(problem) and problem.startswith('connection')
+
+
 class _Tally(object):
-    """What one target saw. Updated under the sampler's lock."""
+    """What one target saw. Updated under the sampler's lock.
+
+    A health check that fails for any reason counts as a failed check. A request that gets no
+    connection at all (nothing listens: refused, reset) counts as unavailability, not as an error:
+    the error rate is over the requests the service took (an HTTP error answer or a timeout is an
+    error), and a run of refused requests is measured like a run of failed health checks.
+    """
 
     def __init__(self, target):
         self.target = target
         self.requests = 0
         self.errors = 0
+        self.refused = 0
         self.latencies = []
         self.run = 0          # current run of consecutive failures
         self.max_run = 0
         self.run_started = None
         self.unavailable = 0.0
+        self.longest_down = 0.0
         self.last_problem = None
         self.statuses = {}
 
@@ -232,37 +245,59 @@ class _Tally(object):
         self.requests += 1
         key = str(status) if status is not None else 'none'
         self.statuses[key] = self.statuses.get(key, 0) + 1
-        if ok:
+        down = is_down(status, problem)
+        failed_check = not ok if self.target['kind'] == 'health' else down
+        if not ok:
+            self.last_problem = problem
+            if down and self.target['kind'] == 'request':
+                self.refused += 1
+            else:
+                self.errors += 1
+        else:
             self.latencies.append(elapsed)
+        if not failed_check:
             if self.run_started is not None:
                 self.unavailable += started - self.run_started
+                self.longest_down = max(self.longest_down, started - self.run_started)
             self.run = 0
             self.run_started = None
         else:
-            self.errors += 1
-            self.last_problem = problem
             if self.run == 0:
                 self.run_started = started
             self.run += 1
             self.max_run = max(self.max_run, self.run)
 
+    def answered(self):
+        return self.requests - self.refused
+
+    def error_rate(self):
+        answered = self.answered()
+        return _round(100.0 * self.errors / answered, 2) if answered else None
+
+    def down_for(self, now):
+        return (now - self.run_started) if self.run_started is not None else 0.0
+
     def figures(self, started, ended):
         ordered = sorted(self.latencies)
         unavailable = self.unavailable
+        longest = self.longest_down
         if self.run_started is not None:
             unavailable += max(0.0, ended - self.run_started)
+            longest = max(longest, ended - self.run_started)
         return dict(
             kind=self.target['kind'],
             url=display_url(self.target['url']),
             method=self.target['method'],
             requests=self.requests,
             errors=self.errors,
-            error_rate=_round(100.0 * self.errors / self.requests, 2) if self.requests else None,
+            refused=self.refused,
+            error_rate=self.error_rate(),
             p50_ms=_round(percentile(ordered, 50) * 1000.0 if ordered else None, 1),
             p95_ms=_round(percentile(ordered, 95) * 1000.0 if ordered else None, 1),
             consecutive_failures=self.max_run,
             failing_now=self.run,
             unavailable_s=_round(unavailable, 2),
+            longest_down_s=_round(longest, 2),
             last_problem=self.last_problem,
             statuses=dict(self.statuses),
             sampled_s=_round(ended - started, 2),
@@ -311,9 +346,12 @@ def sample(targets, window, interval=1.0, failures=3, rate=10.0, concurrency=4, 
             if tally.run >= failures:
                 return '%s failed %d consecutive health checks' % (tally.target['name'], tally.run)
             return None
-        if tally.requests >= MIN_EARLY_REQUESTS and 100.0 * wilson_lower(tally.errors, tally.requests) > error_rate_max:
-            return '%s: %d of %d requests failed' % (tally.target['name'], tally.errors, tally.requests)
-        total = sum(tallies[t['name']].requests for t in requests)
+        if tally.run and tally.down_for(clock()) >= failures * interval:
+            return '%s refused connections for %.1f s' % (tally.target['name'], tally.down_for(clock()))
+        answered = tally.answered()
+        if answered >= MIN_EARLY_REQUESTS and 100.0 * wilson_lower(tally.errors, answered) > error_rate_max:
+            return '%s: %d of %d requests failed' % (tally.target['name'], tally.errors, answered)
+        total = sum(tallies[t['name']].answered() for t in requests)
         errors = sum(tallies[t['name']].errors for t in requests)
         if total >= MIN_EARLY_REQUESTS and 100.0 * wilson_lower(errors, total) > error_rate_max:
             return '%d of %d requests failed' % (errors, total)
@@ -405,16 +443,19 @@ def sample(targets, window, interval=1.0, failures=3, rate=10.0, concurrency=4, 
 
 def _overall(request_figures, health_figures, request_tallies, started, ended):
     total = sum(f['requests'] for f in request_figures)
+    refused = sum(f['refused'] for f in request_figures)
     errors = sum(f['errors'] for f in request_figures)
+    answered = total - refused
     ordered = sorted(v for tally in request_tallies for v in tally.latencies)
     return dict(
         requests=total,
         errors=errors,
-        error_rate=_round(100.0 * errors / total, 2) if total else None,
+        refused=refused,
+        error_rate=_round(100.0 * errors / answered, 2) if answered else None,
         p50_ms=_round(percentile(ordered, 50) * 1000.0 if ordered else None, 1),
         p95_ms=_round(percentile(ordered, 95) * 1000.0 if ordered else None, 1),
         consecutive_failures=max([f['consecutive_failures'] for f in health_figures] or [0]),
-        unavailable_s=max([f['unavailable_s'] for f in health_figures] or [0.0]),
+        unavailable_s=max([f['unavailable_s'] for f in health_figures + request_figures] or [0.0]),
         sampled_s=_round(ended - started, 2),
     )
 
@@ -432,12 +473,13 @@ def decide(figures, baseline=None, error_rate_max=5.0, p95_degradation_max=50.0,
     ``baseline`` is a dict from :func:`load_baseline` (or None: no degradation check).
     ``p95_absolute_max_ms`` None disables the absolute check; ``p95_min_increase_ms`` is the
     smallest p95 increase (ms) that counts as a degradation, so a few-ms baseline does not fire on
-    scheduling noise.
+    scheduling noise; the p50 must have risen by half of it too (a shift, not one slow request).
     """
     reasons = []
     targets = (figures or {}).get('targets') or {}
     base_targets = (baseline or {}).get('targets') or {}
     error_reason_given = False
+    interval = float(((figures or {}).get('settings') or {}).get('interval') or 1.0)
     for name, fig in targets.items():
         if fig.get('kind') == 'health':
             run = fig.get('consecutive_failures') or 0
@@ -448,7 +490,14 @@ def decide(figures, baseline=None, error_rate_max=5.0, p95_degradation_max=50.0,
                     detail='%s failed %d consecutive health checks (%s); unavailable for %.1f s'
                            % (name, run, fig.get('last_problem') or 'failed', fig.get('unavailable_s') or 0.0)))
             continue
-        requests = fig.get('requests') or 0
+        down = fig.get('longest_down_s') or 0.0
+        if down >= failures * interval:
+            reasons.append(dict(
+                trigger='unavailable', target=name, value=round(down, 2), threshold=failures * interval,
+                unavailable_s=fig.get('unavailable_s'),
+                detail='%s refused every connection for %.1f s (limit %.1f s: %d checks at %.1f s)'
+                       % (name, down, failures * interval, failures, interval)))
+        requests = (fig.get('requests') or 0) - (fig.get('refused') or 0)
         rate = fig.get('error_rate')
         if requests and rate is not None and error_rate_max is not None and rate > error_rate_max:
             error_reason_given = True
@@ -466,14 +515,18 @@ def decide(figures, baseline=None, error_rate_max=5.0, p95_degradation_max=50.0,
         base = (base_targets.get(name) or {}).get('p95_ms')
         if base and p95_degradation_max is not None and base > 0:
             degradation = 100.0 * (p95 - base) / base
-            if degradation > p95_degradation_max and p95 - base >= (p95_min_increase_ms or 0):
+            # A shift, not one slow request among a few: the p50 rose too (by half the floor).
+            base50 = (base_targets.get(name) or {}).get('p50_ms')
+            p50 = fig.get('p50_ms')
+            shifted = base50 is None or p50 is None or p50 - base50 >= (p95_min_increase_ms or 0) / 2.0
+            if degradation > p95_degradation_max and p95 - base >= (p95_min_increase_ms or 0) and shifted:
                 reasons.append(dict(
                     trigger='p95_degradation', target=name, value=round(degradation, 1), threshold=p95_degradation_max,
                     p95_ms=p95, baseline_p95_ms=base,
                     detail='%s: p95 %s is %.0f %% above the baseline %s (limit %.0f %%)'
                            % (name, _fmt_ms(p95), degradation, _fmt_ms(base), p95_degradation_max)))
     overall = (figures or {}).get('overall') or {}
-    total = overall.get('requests') or 0
+    total = (overall.get('requests') or 0) - (overall.get('refused') or 0)
     rate = overall.get('error_rate')
     if not error_reason_given and total and rate is not None and error_rate_max is not None and rate > error_rate_max:
         reasons.append(dict(
