@@ -471,7 +471,8 @@ def decide(figures, baseline=None, error_rate_max=5.0, p95_degradation_max=50.0,
     """The runbook's decision matrix over :func:`sample`'s figures.
 
     ``baseline`` is a dict from :func:`load_baseline` (or None: no degradation check).
-    ``p95_absolute_max_ms`` None disables the absolute check; ``p95_min_increase_ms`` is the
+    ``p95_absolute_max_ms`` None disables the absolute check (it fires when the p50 is above half
+    the limit too: a shift, not a few slow requests on a busy host); ``p95_min_increase_ms`` is the
     smallest p95 increase (ms) that counts as a degradation, so a few-ms baseline does not fire on
     scheduling noise; the p50 must have risen by half of it too (a shift, not one slow request).
     """
@@ -508,7 +509,9 @@ def decide(figures, baseline=None, error_rate_max=5.0, p95_degradation_max=50.0,
         p95 = fig.get('p95_ms')
         if p95 is None:
             continue
-        if p95_absolute_max_ms is not None and p95 > p95_absolute_max_ms:
+        # A shift, not a tail of a few slow requests: the p50 is above half the limit too.
+        p50_now = fig.get('p50_ms')
+        if p95_absolute_max_ms is not None and p95 > p95_absolute_max_ms and (p50_now is None or p50_now > p95_absolute_max_ms / 2.0):
             reasons.append(dict(
                 trigger='p95_absolute', target=name, value=p95, threshold=p95_absolute_max_ms,
                 detail='%s: p95 %s is above the absolute limit of %s' % (name, _fmt_ms(p95), _fmt_ms(p95_absolute_max_ms))))

@@ -143,7 +143,9 @@ options:
     type: float
     default: 100
   p95_absolute_max_ms:
-    description: The largest acceptable p95 of a request target, in milliseconds (runbook - 1 s). V(0) turns the check off.
+    description:
+      - The largest acceptable p95 of a request target, in milliseconds (runbook - 1 s). V(0) turns the check off.
+      - The p50 must be above half of it too, so a few slow requests on a busy host do not fire.
     type: float
     default: 1000
 notes:
