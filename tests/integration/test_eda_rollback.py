@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, VENV_BIN, ansible_env
+from conftest import VENV_BIN, ansible_env
 
 pytestmark = pytest.mark.integration
 
@@ -104,12 +104,7 @@ def test_a_bad_deploy_fires_the_rule_once_and_the_stack_is_rolled_back(eda_proje
     v1 = stack.image_id("tdref_backend:v1")
     key = stack.env["TD_API_KEY"]
     log = tmp_path / "ansible-rulebook.log"
-    rulebook = "taylordash.rollback.rollback"
-    if not (REPO / "playbooks" / "watchdog.yml").exists():  # TEMPORARY until h15a's watchdog is merged
-        rulebook = str(tmp_path / "rb.yml")
-        Path(rulebook).write_text((REPO / "extensions/eda/rulebooks/rollback.yml").read_text().replace(
-            "taylordash.rollback.watchdog", "taylordash.rollback.rollback_immediate"))
-    argv = [rulebook_binary(), "-r", rulebook, "-i", str(inventory), "--vars", str(variables), "-v"]
+    argv = [rulebook_binary(), "-r", "taylordash.rollback.rollback", "-i", str(inventory), "--vars", str(variables), "-v"]
     with open(log, "w") as out:
         proc = subprocess.Popen(argv, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                 env=ansible_env({KEY_ENV: key, "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default"}))
