@@ -6,11 +6,9 @@ fail naming each variable before anything is written; ``absent`` removes the uni
 reloaded only where it is the init system: elsewhere the run says so in one line."""
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
