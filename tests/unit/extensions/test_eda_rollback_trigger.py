@@ -12,6 +12,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import COLLECTIONS_ROOT, REPO
 
@@ -191,3 +192,27 @@ def test_the_rulebooks_parse_and_validate_with_ansible_rulebook():
         rule = rulesets[0].rules[0]
         assert rule.throttle is not None and rule.throttle.once_within, path
         assert rule.throttle.group_by_attributes == ["event.rollback_trigger.stack"]
+
+
+# Any arguments at all: the source either accepts them or refuses them with a ValueError naming the
+# problem - never another exception, never the API key in the message.
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 10 ** 6), st.floats(allow_nan=True, allow_infinity=True),
+                    st.text(max_size=20), st.lists(st.text(max_size=10), max_size=3),
+                    st.dictionaries(st.text(max_size=8), st.text(max_size=30), max_size=3))
+_NAMES = st.sampled_from(["stack", "health_urls", "api_url", "api_paths", "api_key_env", "api_key_header", "targets",
+                          "window", "pause", "interval", "failures", "rate", "concurrency", "timeout", "error_rate_max",
+                          "p95_degradation_max", "p95_absolute_max_ms", "emit", "max_windows", "ca_file", "unknown"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(args=st.dictionaries(_NAMES, _VALUES, max_size=8))
+def test_any_arguments_are_accepted_or_refused_by_name_without_the_key(source, monkeypatch, args):
+    monkeypatch.setenv("TD_PROP_KEY", KEY)
+    args = dict(args, api_key_env="TD_PROP_KEY") if "api_key_env" in args else args
+    try:
+        conf, targets = source["settings"](args)
+    except ValueError as exc:
+        assert str(exc).startswith("rollback_trigger: ")
+        assert KEY not in str(exc)
+    else:
+        assert targets and conf["window"] > 0 and conf["emit"] in ("all", "rollback")

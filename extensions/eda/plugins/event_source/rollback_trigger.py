@@ -209,6 +209,11 @@ def settings(args):
         raise SettingsError('rollback_trigger: emit=%r must be all or rollback' % (conf['emit'],))
     if not isinstance(conf['stack'], str) or not conf['stack'].strip():
         raise SettingsError('rollback_trigger: stack must be a non-empty name')
+    for name in ('api_url', 'api_key_env', 'api_key_header', 'baseline', 'ca_file'):
+        if conf.get(name) is not None and not isinstance(conf[name], str):
+            raise SettingsError('rollback_trigger: %s must be a string' % name)
+    if not conf['api_key_header'].strip():
+        raise SettingsError('rollback_trigger: api_key_header must be a header name')
 
     api_key = None
     key_env = conf.get('api_key_env')
@@ -232,6 +237,8 @@ def settings(args):
         if not isinstance(paths, (list, tuple)) or not paths:
             raise SettingsError('rollback_trigger: api_paths must be a non-empty list of paths')
         for path in paths:
+            if not isinstance(path, str):
+                raise SettingsError('rollback_trigger: api_paths must be a list of paths (strings)')
             target = dict(name='api ' + str(path), url=conf['api_url'].rstrip('/') + '/' + str(path).lstrip('/'), kind='request')
             if api_key:
                 target['headers'] = {conf['api_key_header']: api_key}
@@ -242,6 +249,8 @@ def settings(args):
         if not isinstance(extra, dict):
             raise SettingsError('rollback_trigger: targets[%d] must be a dict' % index)
         target = dict((k, v) for k, v in extra.items() if k != 'api_key')
+        if not isinstance(extra.get('headers') or {}, dict):
+            raise SettingsError('rollback_trigger: targets[%d].headers must be a dict of names to values' % index)
         if extra.get('api_key') and api_key:
             target['headers'] = dict(target.get('headers') or {}, **{conf['api_key_header']: api_key})
         targets.append(target)
