@@ -72,9 +72,11 @@ options:
     type: float
     default: 10
   pause:
-    description: Seconds between two windows.
+    description:
+      - Seconds between two windows. Nothing is sampled meanwhile, and consecutive failures are counted within one
+        window: a short pause (and a window longer than O(failures) x O(interval)) keeps detection within a few seconds.
     type: float
-    default: 5
+    default: 1
   interval:
     description: Seconds between two health checks of a health URL.
     type: float
@@ -134,7 +136,7 @@ EXAMPLES = r"""
         api_key_env: TD_API_KEY
         baseline: /opt/taylordash/rollback_baseline.json
         window: 10
-        pause: 5
+        pause: 1
   rules:
     - name: Roll back when the stack must roll back
       condition: event.rollback_trigger.rollback == true
@@ -174,7 +176,7 @@ LOG = logging.getLogger(__name__)
 FLOATS = ('window', 'pause', 'interval', 'rate', 'timeout', 'error_rate_max', 'p95_degradation_max', 'p95_absolute_max_ms')
 INTS = ('failures', 'concurrency', 'max_windows')
 DEFAULTS = dict(stack='taylordash', api_paths=['/api/v1/projects'], api_key_header='X-API-Key', targets=[],
-                window=10.0, pause=5.0, interval=1.0, failures=3, rate=10.0, concurrency=4, timeout=2.0,
+                window=10.0, pause=1.0, interval=1.0, failures=3, rate=10.0, concurrency=4, timeout=2.0,
                 error_rate_max=5.0, p95_degradation_max=50.0, p95_absolute_max_ms=1000.0, emit='all', max_windows=0)
 
 
@@ -289,6 +291,9 @@ def _read_baseline(conf, last):
 async def main(queue, args):
     """Sample, decide, put the verdict on the queue; pause; again (until max_windows, or forever)."""
     conf, targets = settings(args)
+    if conf['window'] < conf['failures'] * conf['interval'] and any(t.get('kind') == 'health' for t in targets):
+        LOG.warning('rollback_trigger: window %.1f s is shorter than failures x interval (%d x %.1f s): the unavailability '
+                    'trigger cannot fire; lengthen the window', conf['window'], conf['failures'], conf['interval'])
     baseline = _read_baseline(conf, None)
     window = 0
     while conf['max_windows'] == 0 or window < conf['max_windows']:
