@@ -110,7 +110,7 @@ def test_a_bad_deploy_fires_the_rule_once_and_the_stack_is_rolled_back(eda_proje
                                 env=ansible_env({KEY_ENV: key, "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default"}))
     try:
         # The source runs and finds the good stack good.
-        wait_for(lambda: "window 1: no trigger fired" in log.read_text() or proc.poll() is not None, 60,
+        wait_for(lambda: "window 1: no trigger fired" in log.read_text() or proc.poll() is not None, 90,
                  "no first verdict", log)
         assert proc.poll() is None, log.read_text()
         assert "rollback:" not in log.read_text()
@@ -119,7 +119,7 @@ def test_a_bad_deploy_fires_the_rule_once_and_the_stack_is_rolled_back(eda_proje
         assert stack.container_image_id("backend") == stack.image_id("tdref_backend:v2")
 
         # The rule fires, the watchdog playbook rolls back: v1 again, healthy, and its run over.
-        wait_for(lambda: healthy_on(stack, v1) and "PLAY RECAP" in log.read_text() or proc.poll() is not None, 120,
+        wait_for(lambda: healthy_on(stack, v1) and "PLAY RECAP" in log.read_text() or proc.poll() is not None, 240,
                  "the stack was not rolled back to v1", log)
         assert proc.poll() is None, log.read_text()
     finally:
