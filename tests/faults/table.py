@@ -21,7 +21,7 @@ def rows() -> list:
     # the rollback paths in the order of the runbook: images, database, validation; then any newer
     order = ["test_faults_immediate.py", "test_faults_database.py", "test_faults_validation.py",
              "test_faults_config.py", "test_faults_complete.py", "test_faults_blue_green.py",
-             "test_faults_emergency.py", "test_faults_escalate.py"]
+             "test_faults_emergency.py", "test_faults_escalate.py", "test_faults_watchdog.py"]
     files = sorted(HERE.glob("test_faults_*.py"), key=lambda p: (order.index(p.name) if p.name in order else 99, p.name))
     for path in files:
         for node in ast.parse(path.read_text()).body:

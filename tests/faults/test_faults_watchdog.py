@@ -1,0 +1,100 @@
+"""Fault matrix, automatic rollback (playbooks/watchdog.yml) on the shared reference stack. Each
+test's docstring is its row of the matrix: ``Fault: ... -> Outcome: ...`` (``python
+tests/faults/table.py`` prints them). The verdict is handed over the way the Event-Driven Ansible
+rule does (``watchdog_verdict``), so no case waits for a sampling; every case asserts what changed
+(nothing, or the failed rollback's report and escalation) and that the lock is free afterwards."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from conftest import run_module
+
+from .conftest import assert_lock_free, assert_report_names_first_cause
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+PLAYBOOK = "watchdog.yml"
+VERDICT = {"rollback": True, "figures": {"sampled_s": 2.0},
+           "reasons": [{"trigger": "unavailable", "target": "backend_health", "value": 3, "threshold": 3,
+                        "detail": "backend_health failed 3 consecutive health checks (HTTP 503)"}]}
+
+
+def _state(fs):
+    return fs.dir / ".watchdog_state.json"
+
+
+def test_trigger_while_a_rollback_holds_the_lock(fault_stack):
+    """Fault: a trigger fires while another rollback holds the lock -> Outcome: nothing changes
+    (tags, containers, files); the run succeeds and names the holder; no cooldown is started; the
+    other rollback's lock is left alone."""
+    fs = fault_stack
+    fs.reset(running="v2", previous="v1", fault="unhealthy")
+    _state(fs).unlink(missing_ok=True)
+    taken = run_module("rollback_lock", {"path": str(fs.lock), "holder": "bob (AWX job 12)", "reason": "manual rollback"})
+    assert taken["acquired"], taken
+    try:
+        before = fs.snapshot()
+        case = fs.case_dir("watchdog-lock-held")
+        proc = fs.run(PLAYBOOK, case, watchdog_verdict=VERDICT)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert "is held by bob (AWX job 12)" in proc.stdout and "doing nothing" in proc.stdout
+        assert fs.snapshot() == before
+        assert not _state(fs).exists()
+        assert json.loads(fs.lock.read_text())["holder"] == "bob (AWX job 12)"
+    finally:
+        fs.lock.unlink(missing_ok=True)
+
+
+def test_trigger_without_a_previous_image(fault_stack):
+    """Fault: a trigger fires on a stack with no previous image -> Outcome: the rollback fails in
+    the preflight before any change; lock free; report FAILED naming the missing image; escalated
+    (emergency.log); the cooldown is not started by a rollback that never began."""
+    fs = fault_stack
+    fs.reset(running="v2", previous=None, fault="unhealthy")
+    _state(fs).unlink(missing_ok=True)
+    before = fs.snapshot()
+    case = fs.case_dir("watchdog-no-previous")
+    proc = fs.run(PLAYBOOK, case, watchdog_verdict=VERDICT)
+    assert proc.returncode != 0
+    assert fs.snapshot()["tags"] == before["tags"] and fs.snapshot()["containers"] == before["containers"]
+    assert_lock_free(fs)
+    data = assert_report_names_first_cause(case, r"not found locally")
+    assert "Automatic rollback by the watchdog" in json.dumps(data)
+    assert (case / "emergency.log").exists()
+
+
+def test_trigger_again_within_the_cooldown(fault_stack):
+    """Fault: a trigger fires again right after an automatic rollback (a flapping service, or the
+    rollback's own restart) -> Outcome: no second rollback (no rollback of the rollback); nothing
+    changes; the run says when the last one ran and that watchdog_cooldown holds."""
+    fs = fault_stack
+    fs.reset(running="v2", previous="v1", fault="unhealthy")
+    _state(fs).write_text(json.dumps({"last_rollback_at": "just now", "last_rollback_epoch": time.time() - 5,
+                                      "reasons": VERDICT["reasons"], "outcome": "succeeded"}))
+    try:
+        before = fs.snapshot()
+        case = fs.case_dir("watchdog-cooldown")
+        proc = fs.run(PLAYBOOK, case, watchdog_verdict=VERDICT)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert "within watchdog_cooldown=1800 s" in proc.stdout and "doing nothing" in proc.stdout
+        after = fs.snapshot()
+        assert after["tags"] == before["tags"] and after["containers"] == before["containers"]
+    finally:
+        _state(fs).unlink(missing_ok=True)
+
+
+def test_malformed_verdict(fault_stack):
+    """Fault: the Event-Driven Ansible rule hands over a malformed verdict -> Outcome: fails in the
+    preflight naming watchdog_verdict; nothing changes; no lock taken."""
+    fs = fault_stack
+    fs.reset(running="v2", previous="v1", fault="unhealthy")
+    before = fs.snapshot()
+    case = fs.case_dir("watchdog-bad-verdict")
+    proc = fs.run(PLAYBOOK, case, watchdog_verdict={"rollback": "maybe", "reasons": "x"})
+    assert proc.returncode != 0
+    assert "watchdog_verdict - must be a dict with rollback" in proc.stdout
+    assert fs.snapshot() == before
+    assert not fs.lock.exists()
