@@ -322,7 +322,8 @@ def sample(targets, window, interval=1.0, failures=3, rate=10.0, concurrency=4, 
     timeout = float(timeout)
     concurrency = int(concurrency)
     failures = int(failures)
-    if not window > 0 or not interval > 0 or not rate > 0 or not timeout > 0 or concurrency < 1 or failures < 1:
+    # all(...): a NaN compares False both ways, and must be refused too
+    if not all(value > 0 for value in (window, interval, rate, timeout)) or concurrency < 1 or failures < 1:
         raise TriggerError('window, interval, rate and timeout must be above 0; concurrency and failures at least 1')
     opener = _opener(ca_file)
     lock = threading.Lock()

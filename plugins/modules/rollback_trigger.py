@@ -42,7 +42,7 @@ attributes:
 options:
   targets:
     description:
-      - What to sample. Names are unique; they key RV(figures.targets) and the baseline.
+      - What to sample. Names are unique; they key the per-target figures of RV(figures) and the baseline.
     type: list
     elements: dict
     required: true
@@ -68,11 +68,9 @@ options:
       headers:
         description: Request headers. Their values are never returned.
         type: dict
-        no_log: true
       body:
         description: The request body (for example a login's JSON). Never returned.
         type: str
-        no_log: true
       use_api_key:
         description: Send O(api_key) in the O(api_key_header) header.
         type: bool
@@ -151,7 +149,7 @@ options:
 notes:
   - The p95 triggers judge a target only over at least 20 good answers (below that the nearest-rank
     p95 is the slowest answer); give O(window) x O(rate) enough requests per request target.
-  - A request that gets no connection at all (refused, reset) is unavailability, not an error: the
+  - A request that gets no connection at all (refused, reset) is unavailability, not an error; the
     error rate is over the requests the service took. A deploy whose service takes longer to start
     than O(failures) x O(interval) seconds looks unavailable while it starts; sample after the
     deploy has waited for health, or raise O(failures).
@@ -282,7 +280,7 @@ def argument_spec():
     return dict(
         targets=dict(type='list', elements='dict', required=True, options=TARGET_OPTIONS),
         api_key=dict(type='str', no_log=True),
-        api_key_header=dict(type='str', default='X-API-Key'),
+        api_key_header=dict(type='str', default='X-API-Key', no_log=False),
         baseline=dict(type='path'),
         window=dict(type='float', default=10.0),
         interval=dict(type='float', default=1.0),
