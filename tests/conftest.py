@@ -17,6 +17,9 @@ import json
 import os
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -178,6 +181,21 @@ class ReferenceStack:
             return f"https://127.0.0.1:{env['TD_NGINX_PORT']}{path}"
         port = env["TD_BACKEND_PORT"] if service == "backend" else env["TD_FRONTEND_PORT"]
         return f"http://127.0.0.1:{port}{path}"
+
+    def wait_answering(self, service: str, path: str = "/", timeout: float = 60.0) -> None:
+        """Poll until the service gives any HTTP answer (a bad build answers 503 or 500): a
+        deploy without --wait has returned, but its containers may not listen yet."""
+        url = self.url(service, path)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    return
+            except urllib.error.HTTPError:
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"{url} gave no answer within {timeout} s")
 
     def compose(self, *args: str, check: bool = True, input_text: str | None = None,
                 timeout: float = 120) -> subprocess.CompletedProcess:

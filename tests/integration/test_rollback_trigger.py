@@ -4,9 +4,6 @@ deployed one after another, and v1 put back between them)."""
 from __future__ import annotations
 
 import json
-import time
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -49,20 +46,6 @@ def good(stack):
     stack.deploy("v1", "none", "--no-backup", "--wait", "60")
 
 
-def answers(url, timeout=60.0):
-    """Poll until the service gives any HTTP answer (a bad build answers 503 or 500)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} gave no answer within {timeout} s")
-
-
 def test_good_stack_does_not_trigger(stack):
     result = trigger(stack)
     assert not result["failed"], result["msg"]
@@ -86,7 +69,7 @@ def test_faults_trigger(stack):
             stack.deploy("v2", fault, "--no-backup", *extra)
             # The bad build answers (crash: it has had its start) before the sampling begins.
             if fault != "crash":
-                answers(stack.url("backend", "/health/live"))
+                stack.wait_answering("backend", "/health/live")
             result = trigger(stack, window=15)
             assert not result["failed"], result["msg"]
             assert result["rollback"] is True, (fault, result)
@@ -103,7 +86,7 @@ def test_slow_against_baseline(stack, tmp_path):
     """A baseline recorded at the same speed does not fire; one of a fast build (the slow build's
     p95 is more than twice it) fires p95_degradation."""
     stack.deploy("v2", "slow", "--no-backup", "--delay", "0.3")
-    answers(stack.url("backend", "/health/live"), timeout=60)
+    stack.wait_answering("backend", "/health/live", timeout=60)
     try:
         slow_targets = targets(stack, login=False)
         first = trigger(stack, targets=slow_targets, window=8)

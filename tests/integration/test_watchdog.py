@@ -5,8 +5,6 @@ the baseline is recorded (--check writes nothing)."""
 from __future__ import annotations
 
 import json
-import time
-import urllib.error
 import urllib.request
 
 import pytest
@@ -35,22 +33,9 @@ def pstack(module_stack_factory, tmp_path_factory):
     return PlaybookStack(stack, tmp_path_factory.mktemp("wdg"))
 
 
-def answers(url, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} gave no answer within {timeout} s")
-
-
 def bad_deploy(ps, fault="unhealthy"):
     ps.stack.deploy("v2", fault, "--no-backup")
-    answers(ps.stack.url("backend", "/health/live"))
+    ps.stack.wait_answering("backend", "/health/live")
 
 
 def good_deploy(ps):
