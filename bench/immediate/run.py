@@ -57,7 +57,7 @@ def answers_bad(url):
     return False
 
 
-def measure(argv, health_url, cwd=None, env=None, limit=180):
+def measure(argv, health_url, cwd=None, env=None, limit=180, log=None):
     """Start argv and a 50 ms poller together; (seconds to v1 answering, seconds to exit)."""
     answered = {}
     stop = threading.Event()
@@ -74,6 +74,9 @@ def measure(argv, health_url, cwd=None, env=None, limit=180):
     poller.start()
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=limit)
     exited = time.monotonic() - start
+    if log:
+        with open(log, "a") as out:
+            out.write(proc.stdout)
     poller.join(timeout=limit)
     stop.set()
     if proc.returncode != 0:
@@ -91,6 +94,8 @@ def main():
                              "validation fail the run (the time until the good build answers is not affected)")
     parser.add_argument("--skip-runbook", action="store_true",
                         help="leave out (b), the runbook as written (its 30 s sleep): only (a) and (c)")
+    parser.add_argument("--log", help="append the output of every run to this file (with "
+                                      "ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks: where the time goes)")
     opts = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="td-bench-immediate-"))
@@ -140,7 +145,7 @@ def main():
                 deadline = time.monotonic() + 30
                 while not answers_bad(backend) and time.monotonic() < deadline:
                     time.sleep(0.05)
-                answer, exited = measure(argv, backend, cwd=cwd, env=env)
+                answer, exited = measure(argv, backend, cwd=cwd, env=env, log=opts.log)
                 results[method]["answer"].append(answer)
                 results[method]["exit"].append(exited)
                 print("round %d %-10s answered %6s s  exited %6.2f s" % (
