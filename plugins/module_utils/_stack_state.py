@@ -18,6 +18,7 @@ __metaclass__ = type
 from ansible_collections.taylordash.rollback.plugins.module_utils._compose import parse_config, parse_ps
 from ansible_collections.taylordash.rollback.plugins.module_utils._docker_cli import (
     DockerCLIError, looks_like_image_id, parse_json_lines)
+from ansible_collections.taylordash.rollback.plugins.module_utils._side_by_side import first_failure, side_by_side
 
 
 def engine_versions(docker):
@@ -45,9 +46,11 @@ def containers_by_service(docker, compose):
     of the project, stopped ones included."""
     rc, out, err = docker.run(compose + ['ps', '--all', '--format', 'json'])
     rows = parse_ps(out)
+    inspected = side_by_side(dict((n, (docker.container_inspect, row.get('ID') or row.get('Name')))
+                                  for n, row in enumerate(rows)))
+    infos = first_failure(inspected, range(len(rows)))
     by_service = {}
-    for row in rows:
-        info = docker.container_inspect(row.get('ID') or row.get('Name'))
+    for row, info in zip(rows, infos):
         if info is None:  # removed between ps and inspect
             continue
         state = info.get('State') or {}

@@ -50,8 +50,9 @@ options:
         O(from_tag), O(to_tag) and O(keep_as) (one run instead of one per service saves the start of a
         module run per service).
       - Every repository is read and planned before any tag moves, so a missing repository or
-        O(from_tag) fails with nothing changed. Then the tags move one repository after the other; a
-        failure then names the repositories already moved, in RV(results).
+        O(from_tag) fails with nothing changed. Then the tags of the repositories move side by side
+        (the reads too, so the module waits for the slowest repository, not the sum); a failure names the
+        repositories whose tags moved, in RV(results).
       - Mutually exclusive with O(repository); each name at most once.
     type: list
     elements: str
@@ -241,6 +242,7 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._docker_cli im
     short_id,
 )
 from ansible_collections.taylordash.rollback.plugins.module_utils._module import RollbackModule
+from ansible_collections.taylordash.rollback.plugins.module_utils._side_by_side import first_failure, side_by_side
 
 KEEP_PREFIX = 'rollback-'
 
@@ -499,25 +501,29 @@ class ImageRetagger(object):
 
 def run_many(module, cli):
     """``repositories``: every repository is read and planned before any tag moves, then the tags
-    move one repository after the other. One result per repository, in the order given."""
+    move, repositories side by side. One result per repository, in the order given."""
     workers = [ImageRetagger(module, cli, repository, raise_on_fail=True) for repository in module.params['repositories']]
     result = dict(changed=False, repositories=list(module.params['repositories']), results=[w.result for w in workers])
+    # Each repository is read, and its tag moved, side by side with the others (module_utils._side_by_side);
+    # the answers are judged in the order given, as one by one.
+    planned = side_by_side(dict((n, (w.prepare,)) for n, w in enumerate(workers)))
     pending = []
-    for worker in workers:
+    for n, worker in enumerate(workers):
         try:
-            if worker.prepare():
+            if first_failure(planned, [n])[0]:
                 pending.append(worker)
         except RetagFailed as exc:
             cli.fail('%s: %s Nothing was changed (no tag of the %d repositories moved).'
                      % (worker.repository, exc.msg.rstrip('.') + '.', len(workers)), error=exc.error, **result)
-    for worker in pending:
+    applied = side_by_side(dict((n, (w.apply,)) for n, w in enumerate(pending)))
+    for n, worker in enumerate(pending):
         try:
-            worker.apply()
+            first_failure(applied, [n])
         except RetagFailed as exc:
             moved = [w.repository for w in pending if w.result.get('changed') and w is not worker]
             result['changed'] = bool(moved) or bool(worker.result.get('changed'))
             cli.fail('%s: %s %s' % (worker.repository, exc.msg,
-                                    ('The tags of %s were moved before this failure (see results).' % ', '.join(moved))
+                                    ('The tags of %s were moved beside this failure (see results).' % ', '.join(moved))
                                     if moved else 'No other tag was moved.'), error=exc.error, **result)
     result['changed'] = any(w.result['changed'] for w in workers)
     result['msg'] = ' '.join(w.result['msg'] for w in workers)

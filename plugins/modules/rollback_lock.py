@@ -105,6 +105,77 @@ options:
         run, after checking nobody is still rolling back.
     type: bool
     default: false
+  snapshot:
+    description:
+      - With O(state=present), once the lock is held, take the snapshot M(taylordash.rollback.stack_info)
+        takes, with the same options, in the same module run, and return it as RV(snapshot). A
+        rollback needs both before it acts, and each module run costs a Python start, so one run instead
+        of two lets the good version answer sooner.
+      - When the snapshot fails (the engine does not answer, a service or a target image is missing...),
+        the lock this run took is released again before the module fails, so nothing is left behind.
+        A lock held with the same O(token) before the run is left held.
+      - The options are checked before the lock is taken; a bad one fails with nothing changed.
+    type: dict
+    suboptions:
+      project_dir:
+        description: Directory holding the compose files and C(.env) of the stack.
+        type: path
+        required: true
+      project_name:
+        description: Compose project name. Default is what compose derives (C(COMPOSE_PROJECT_NAME) in C(.env), or the directory name).
+        type: str
+      compose_files:
+        description: Compose files, relative to O(snapshot.project_dir) unless absolute.
+        type: list
+        elements: str
+        default: [docker-compose.yml]
+      services:
+        description: The application services and the image repository whose O(snapshot.current_tag) each runs.
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          name:
+            description: Compose service name.
+            type: str
+            required: true
+          image:
+            description: Image repository without tag, for example V(taylordash_backend).
+            type: str
+            required: true
+      current_tag:
+        description: The tag the services run; a Docker tag.
+        type: str
+        default: latest
+      target_tag:
+        description:
+          - The tag (or image ID) the rollback goes back to. When set, its image must exist locally for
+            every service of O(snapshot.target_services).
+        type: str
+      target_services:
+        description: Services the rollback will touch. Default is every service of O(snapshot.services).
+        type: list
+        elements: str
+      files:
+        description:
+          - Files of the project directory whose SHA-256 checksums are recorded. Default is C(.env) and
+            the compose files.
+        type: list
+        elements: str
+      certificate:
+        description: A PEM certificate whose fingerprint, subject and expiry are recorded.
+        type: path
+      migration_service:
+        description: Compose service in which O(snapshot.migration_command) prints the current migration revision.
+        type: str
+      migration_command:
+        description: Command (argv) run with C(docker compose exec -T) to print the revision.
+        type: list
+        elements: str
+        default: [alembic, current]
+      docker_cli:
+        description: Path to the C(docker) command line client. Default is C(docker) found on E(PATH).
+        type: path
 notes:
   - Acquire, break and release are safe against concurrent runs on the same host; breaking and
     releasing are serialized with C(flock) on the lock's directory, and only the one that creates
@@ -112,6 +183,7 @@ notes:
   - An empty or unreadable lock file counts as stale only when it is older than a few seconds, so
     a lock being written at that moment is not taken for a broken one.
 seealso:
+  - module: taylordash.rollback.stack_info
   - module: taylordash.rollback.image_retag
   - module: taylordash.rollback.health_poll
 """
@@ -124,6 +196,19 @@ EXAMPLES = r"""
     reason: immediate rollback of backend
     wait_timeout: 30
     ttl: 3600
+  register: rollback_lock
+
+- name: Take the rollback lock, then snapshot the stack under it (one module run)
+  taylordash.rollback.rollback_lock:
+    path: /opt/taylordash/.rollback.lock
+    holder: alice via CLI
+    reason: immediate rollback
+    snapshot:
+      project_dir: /opt/taylordash
+      services:
+        - name: backend
+          image: taylordash_backend
+      target_tag: previous
   register: rollback_lock
 
 - name: Release the rollback lock
@@ -231,6 +316,34 @@ waited:
   returned: always
   type: float
   sample: 0.0
+snapshot:
+  description:
+    - With O(snapshot), what M(taylordash.rollback.stack_info) returns (RV(snapshot.docker), RV(snapshot.compose),
+      RV(snapshot.services), RV(snapshot.files), RV(snapshot.certificate), RV(snapshot.migration)), taken while the
+      lock is held.
+    - V(null) without O(snapshot), with O(state=absent), or when the snapshot failed.
+  returned: always
+  type: dict
+  contains:
+    docker:
+      description: Versions of the Docker client and engine.
+      type: dict
+    compose:
+      description: The compose project as C(docker compose config) resolved it (C(project), C(services)).
+      type: dict
+    services:
+      description: One entry per service, as M(taylordash.rollback.stack_info) returns them.
+      type: list
+      elements: dict
+    files:
+      description: Checksums of the files, keyed by the path as given.
+      type: dict
+    certificate:
+      description: The certificate's fingerprint, subject and expiry, or null.
+      type: dict
+    migration:
+      description: The migration revision, or null.
+      type: dict
 msg:
   description: What happened, or what is wrong and what to do.
   returned: always
@@ -256,7 +369,10 @@ import uuid
 
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 
+from ansible_collections.taylordash.rollback.plugins.module_utils._docker_cli import DockerCLIError
 from ansible_collections.taylordash.rollback.plugins.module_utils._module import RollbackModule
+from ansible_collections.taylordash.rollback.plugins.module_utils._stack_snapshot import (
+    SNAPSHOT_ARGUMENT_SPEC, StackSnapshot, params_problems)
 
 POLL_INTERVAL = 0.1
 # An unparsable lock younger than this may be a lock being written right now.
@@ -524,7 +640,7 @@ class RollbackLock(object):
         self.host = socket.gethostname()
         self.boot_id = read_boot_id()
         self.result = dict(changed=False, acquired=False, released=False, lock=None, stale=False,
-                           stale_reason=None, replaced_lock=None, waited=0.0)
+                           stale_reason=None, replaced_lock=None, waited=0.0, snapshot=None)
 
     def fail(self, msg, **extra):
         self.result.update(extra)
@@ -645,6 +761,46 @@ class RollbackLock(object):
                           lock=shown)
             self.sleep(max(min(POLL_INTERVAL, deadline - self.clock()), 0.001))
 
+    def take_snapshot(self, snapshot):
+        """The snapshot under the lock just acquired; on its failure the lock this run created is
+        removed again (only that one: a lock already held with this token stays), then the module fails."""
+        created = self.result['changed'] and not self.module.check_mode
+
+        def failed(result):
+            msg = 'snapshot: %s' % result.pop('msg', 'failed')
+            if created:
+                if self.remove_own():
+                    self.result.update(changed=False, acquired=False, lock=None)
+                    msg += ' The lock this run took at %s was released again.' % self.p['path']
+                else:
+                    msg += (' The lock this run took at %s could not be released: release it with state: absent '
+                            'and its token.' % self.p['path'])
+            for key, value in self.result.items():
+                if key != 'msg':
+                    result.setdefault(key, value)
+            self.module.fail_json(msg=msg, **result)
+
+        snapshot.on_fail = failed
+        try:
+            taken = snapshot.run()
+        except DockerCLIError as exc:
+            failed(dict(msg=to_text(exc), **exc.as_dict()))
+        taken.pop('changed', None)
+        self.result['snapshot'] = taken
+        self.result['msg'] += ' Snapshot of %s taken under it.' % snapshot.project_dir
+        return self.result
+
+    def remove_own(self):
+        """Remove the lock file if it still holds this run's token; True when removed."""
+        token = (self.result.get('lock') or {}).get('token')
+        try:
+            raw, lock, dummy, dummy2 = self.file.read()
+            if raw is None or lock is None or not token or lock.get('token') != token:
+                return False
+            return bool(self.file.remove_if_unchanged(raw))
+        except (IOError, OSError):
+            return False
+
     def release(self):
         p = self.p
         self.check_preconditions()
@@ -700,18 +856,32 @@ def main():
             # A handle to release the lock, shown to its holder; hiding it would defeat its purpose.
             token=dict(type='str', no_log=False),
             force=dict(type='bool', default=False),
+            snapshot=dict(type='dict', options=SNAPSHOT_ARGUMENT_SPEC),
         ),
         required_if=[('state', 'present', ('holder',))],
         supports_check_mode=True,
     )
+    nothing = dict(changed=False, acquired=False, released=False, lock=None, stale=False, stale_reason=None,
+                   replaced_lock=None, waited=0.0, snapshot=None)
     problems = validate_params(module.params)
+    snapshot_params = module.params['snapshot']
+    if snapshot_params is not None:
+        if module.params['state'] != 'present':
+            problems.append('snapshot is taken only with state=present (after the lock is acquired); '
+                            'leave it out to release the lock')
+        else:
+            problem = params_problems(snapshot_params)
+            if problem:
+                problems.append('snapshot: ' + problem.replace(' Nothing was read.', '').rstrip('.'))
     if problems:
-        module.fail_json(msg='; '.join(problems) + '. Nothing was changed.', changed=False,
-                         acquired=False, released=False, lock=None, stale=False, stale_reason=None,
-                         replaced_lock=None, waited=0.0)
+        module.fail_json(msg='; '.join(problems) + '. Nothing was changed.', **nothing)
+    # Built before the lock is taken: a docker client that cannot run fails with nothing changed.
+    snapshot = StackSnapshot(module, snapshot_params) if snapshot_params is not None else None
     lock = RollbackLock(module)
     if module.params['state'] == 'present':
         result = lock.acquire()
+        if snapshot is not None:
+            result = lock.take_snapshot(snapshot)
     else:
         result = lock.release()
     module.exit_json(**result)

@@ -86,3 +86,68 @@ def test_invalid_compose_file(stack, tmp_path):
 def test_engine_not_answering(stack, tmp_path):
     result = run_module("stack_info", args(stack), env={"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"})
     assert result["failed"] and result["msg"].startswith("The Docker engine does not answer")
+
+
+# rollback_lock's snapshot option: the same snapshot, taken under the lock in one module run
+# (issue 17: the lock and the snapshot in as few module runs as the design allows).
+
+def lock_args(stack, tmp_path, **snapshot):
+    return {"path": str(tmp_path / ".rollback.lock"), "holder": "test via pytest", "reason": "lock then snapshot",
+            "snapshot": args(stack, **snapshot)}
+
+
+def test_lock_then_snapshot_in_one_run(stack, tmp_path):
+    result = run_module("rollback_lock", lock_args(stack, tmp_path))
+    assert not result["failed"], result["msg"]
+    assert result["acquired"] is True and (tmp_path / ".rollback.lock").exists()
+    alone = run_module("stack_info", args(stack))
+    for key in ("docker", "compose", "services", "files", "certificate", "migration"):
+        assert result["snapshot"][key] == alone[key], key
+    assert result["msg"].endswith("Snapshot of %s taken under it." % stack.dir)
+    released = run_module("rollback_lock", {"path": str(tmp_path / ".rollback.lock"), "state": "absent",
+                                            "token": result["lock"]["token"]})
+    assert released["released"] is True and not (tmp_path / ".rollback.lock").exists()
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"target_tag": "v9"}, "Rollback target image(s) not found locally: {p}_backend:v9"),
+    ({"target_services": ["worker"]}, "Service(s) worker not defined"),
+    ({"project_dir": "/nonexistent/taylordash"}, "Project directory /nonexistent/taylordash does not exist"),
+])
+def test_a_failed_snapshot_releases_the_lock_it_took(stack, tmp_path, overrides, message):
+    tags = stack.tags()
+    result = run_module("rollback_lock", lock_args(stack, tmp_path, **overrides))
+    assert result["failed"], result
+    assert result["msg"].startswith("snapshot: ")
+    assert message.format(p=stack.env["TD_IMAGE_PREFIX"]) in result["msg"]
+    assert "The lock this run took at %s was released again." % (tmp_path / ".rollback.lock") in result["msg"]
+    assert result["acquired"] is False and result["lock"] is None and result["snapshot"] is None
+    assert not (tmp_path / ".rollback.lock").exists() and stack.tags() == tags
+
+
+def test_a_failed_snapshot_keeps_a_lock_held_before_the_run(stack, tmp_path):
+    first = run_module("rollback_lock", {"path": str(tmp_path / ".rollback.lock"), "holder": "test", "token": "t1"})
+    assert first["acquired"] is True
+    again = run_module("rollback_lock", dict(lock_args(stack, tmp_path, target_tag="v9"), token="t1"))
+    assert again["failed"] and "could not be released" not in again["msg"] and "was released" not in again["msg"]
+    assert (tmp_path / ".rollback.lock").exists()
+
+
+@pytest.mark.parametrize("overrides,extra,message", [
+    ({"current_tag": "../x"}, {}, "snapshot: current_tag '../x' is not a valid Docker tag"),
+    ({"services": []}, {}, "snapshot: services is empty"),
+    ({"docker_cli": "/nonexistent/docker"}, {}, "snapshot: the docker CLI at /nonexistent/docker cannot be run"),
+    ({}, {"state": "absent"}, "snapshot is taken only with state=present"),
+])
+def test_bad_snapshot_options_fail_before_the_lock_is_taken(stack, tmp_path, overrides, extra, message):
+    result = run_module("rollback_lock", dict(lock_args(stack, tmp_path, **overrides), **extra))
+    assert result["failed"] and message in result["msg"], result["msg"]
+    assert result["msg"].endswith("Nothing was changed.")
+    assert not (tmp_path / ".rollback.lock").exists()
+
+
+def test_check_mode_takes_no_lock_but_reads_the_snapshot(stack, tmp_path):
+    result = run_module("rollback_lock", lock_args(stack, tmp_path), check_mode=True)
+    assert not result["failed"] and result["acquired"] is True
+    assert result["snapshot"]["services"][0]["target_ref"].endswith(":previous")
+    assert not (tmp_path / ".rollback.lock").exists()
