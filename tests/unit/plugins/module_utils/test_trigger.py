@@ -179,6 +179,34 @@ def test_sample_counts_refused_as_unavailability():
     assert [r["trigger"] for r in t.decide(fig)["reasons"]] == ["unavailable"]
 
 
+def test_sample_carries_a_run_of_failed_checks_over_from_the_window_before(server):
+    """N consecutive failed health checks across a window boundary: 2 carried + 1 failed now fire at once."""
+    fig = t.sample([{"name": "h", "url": server + "/bad", "kind": "health"}], window=10, interval=0.1, failures=3,
+                   carry={"h": 2})
+    assert fig["stopped_early"] and fig["sampled_s"] < 1
+    health = fig["targets"]["h"]
+    assert health["requests"] == 1 and health["carried_failures"] == 2 and health["consecutive_failures"] == 3
+    assert [r["trigger"] for r in t.decide(fig)["reasons"]] == ["unavailable"]
+    # a check that passes ends the carried run: nothing fires
+    fig = t.sample([{"name": "h", "url": server + "/ok", "kind": "health"}], window=0.35, interval=0.1, failures=3,
+                   carry={"h": 2})
+    assert fig["targets"]["h"]["failing_now"] == 0 and fig["targets"]["h"]["consecutive_failures"] == 2
+    assert not t.decide(fig)["rollback"]
+    # only health targets, only whole numbers above 0, only known names are carried
+    fig = t.sample([{"name": "h", "url": server + "/ok", "kind": "health"}, {"name": "r", "url": server + "/ok"}],
+                   window=0.25, interval=0.1, rate=20, carry={"r": 5, "h": True, "x": 3})
+    assert fig["targets"]["h"]["carried_failures"] == 0 and fig["targets"]["r"]["carried_failures"] == 0
+
+
+def test_carry_over_takes_the_runs_still_going_on_unless_the_verdict_fired():
+    fig = figures(h={"kind": "health", "failing_now": 2, "consecutive_failures": 2}, g={"kind": "health", "failing_now": 0},
+                  api={"failing_now": 4})
+    assert t.carry_over(t.decide(fig)) == {"h": 2}
+    fired = figures(h={"kind": "health", "failing_now": 3, "consecutive_failures": 3})
+    assert t.carry_over(t.decide(fired)) == {}
+    assert t.carry_over(None) == {} and t.carry_over({"rollback": False}) == {}
+
+
 num = st.one_of(st.none(), st.floats(min_value=0, max_value=1e6, allow_nan=False))
 
 
