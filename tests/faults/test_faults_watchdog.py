@@ -168,15 +168,21 @@ def test_timer_with_a_bad_interval(fault_stack):
 
 
 def test_timer_with_an_unknown_playbook(fault_stack):
-    """Fault: the watchdog timer names a playbook that is not installed -> Outcome: fails in the
-    preflight (the service's own command, run with --syntax-check) naming watchdog_timer_playbook;
-    no unit is written, so systemd never starts a run that fails every interval."""
+    """Fault: the watchdog timer names a playbook that does not exist (not in this collection, or no
+    such file) -> Outcome: fails in the preflight naming watchdog_timer_playbook (and this
+    collection's playbooks); no unit is written, so systemd never starts a run that fails every
+    interval."""
     fs = fault_stack
     case = fs.case_dir("timer-unknown-playbook")
     proc = fs.run("watchdog_timer.yml", case, **_timer_vars(fs, case, watchdog_timer_playbook="taylordash.rollback.nosuch"))
     assert proc.returncode != 0
-    assert "watchdog_timer_playbook=taylordash.rollback.nosuch - ansible-playbook --syntax-check of the service command fails" in proc.stdout, \
+    assert "watchdog_timer_playbook=taylordash.rollback.nosuch - this collection has no such playbook (it has: " in proc.stdout, \
         proc.stdout[-3000:]
+    assert "watchdog, watchdog_timer" in proc.stdout
+    assert list((case / "units").iterdir()) == []
+    proc = fs.run("watchdog_timer.yml", case, **_timer_vars(fs, case, watchdog_timer_playbook=str(case / "nosuch.yml")))
+    assert proc.returncode != 0
+    assert "watchdog_timer_playbook=%s - %s does not exist on localhost" % (case / "nosuch.yml", case / "nosuch.yml") in proc.stdout
     assert list((case / "units").iterdir()) == []
     # the same settings with the installed playbook pass the preflight and write both units
     case = fs.case_dir("timer-known-playbook")

