@@ -135,7 +135,7 @@ options:
   p95_min_increase_ms:
     description:
       - The smallest p95 increase, in milliseconds, that counts as a degradation - a small absolute
-        floor: a baseline of a few milliseconds doubles on scheduling noise alone.
+        floor, as a baseline of a few milliseconds doubles on scheduling noise alone.
       - The noise guard scales with the baseline - the p50 must have risen by at least
         O(p95_degradation_max) percent of the baseline p95 (half of it at 50 %), and by at least half
         of this floor, so one slow request among a few (the p95 of a short sampling is close to its
