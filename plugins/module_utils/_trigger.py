@@ -243,6 +243,14 @@ class _Tally(object):
         self.longest_down = 0.0
         self.last_problem = None
         self.statuses = {}
+        self.carried = 0
+
+    def carry(self, count, started):
+        """Continue a run of ``count`` failed checks from the window before (see sample())."""
+        self.carried = count
+        self.run = self.max_run = count
+        # Its unavailable time is counted from this window's start (what this window saw).
+        self.run_started = started
 
     def record(self, ok, status, elapsed, problem, started, ended):
         self.requests += 1
@@ -299,6 +307,7 @@ class _Tally(object):
             p95_ms=_round(percentile(ordered, 95) * 1000.0 if ordered else None, 1),
             consecutive_failures=self.max_run,
             failing_now=self.run,
+            carried_failures=self.carried,
             unavailable_s=_round(unavailable, 2),
             longest_down_s=_round(longest, 2),
             last_problem=self.last_problem,
@@ -308,12 +317,18 @@ class _Tally(object):
 
 
 def sample(targets, window, interval=1.0, failures=3, rate=10.0, concurrency=4, timeout=2.0,
-           ca_file=None, stop_early=True, error_rate_max=5.0, clock=time.monotonic):
+           ca_file=None, stop_early=True, error_rate_max=5.0, clock=time.monotonic, carry=None):
     """Sample the targets for at most ``window`` seconds; return the figures (see module doc).
 
     ``error_rate_max`` (percent) is only used to stop early: the sampling ends once the lower 95 %
     confidence bound of a request target's (or all request targets') error rate is above it, after
     at least MIN_EARLY_REQUESTS requests.
+
+    ``carry`` (health target name -> count) continues runs of failed health checks of the window
+    before (its figures' ``failing_now``, see :func:`carry_over`): a run that began at the end of
+    that window and goes on at the start of this one counts as one run, so "N consecutive failed
+    health checks" holds across window boundaries. The carried checks count in
+    ``consecutive_failures`` and are shown as ``carried_failures``.
     """
     targets = normalize_targets(targets)
     window = float(window)
@@ -332,6 +347,12 @@ def sample(targets, window, interval=1.0, failures=3, rate=10.0, concurrency=4, 
     health = [t for t in targets if t['kind'] == 'health']
     requests = [t for t in targets if t['kind'] == 'request']
     started = clock()
+    for name, count in (carry or {}).items():
+        tally = tallies.get(name)
+        # Only health checks are carried; a bool or a non-number carries nothing.
+        if tally is None or tally.target['kind'] != 'health' or isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            continue
+        tally.carry(count, started)
     deadline = started + window
     state = dict(stop_reason=None, stopped_at=None)
 
@@ -445,6 +466,17 @@ def sample(targets, window, interval=1.0, failures=3, rate=10.0, concurrency=4, 
     )
 
 
+def carry_over(verdict):
+    """The ``carry`` for the next window's :func:`sample`: each health target's run of failed checks
+    still going on at the end of this window. Nothing once the verdict fired: a new incident is
+    proved from its first failed check."""
+    if not verdict or verdict.get('rollback'):
+        return {}
+    targets = (verdict.get('figures') or {}).get('targets') or {}
+    return dict((name, fig['failing_now']) for name, fig in targets.items()
+                if fig.get('kind') == 'health' and isinstance(fig.get('failing_now'), int) and fig['failing_now'] > 0)
+
+
 def _overall(request_figures, health_figures, request_tallies, started, ended):
     total = sum(f['requests'] for f in request_figures)
     refused = sum(f['refused'] for f in request_figures)
@@ -466,20 +498,38 @@ def _overall(request_figures, health_figures, request_tallies, started, ended):
 
 # --- the decision matrix -----------------------------------------------------------------------
 
+# The default absolute floor of a p95 degradation (ms): a few ms, so that a fast stack (a p95 of
+# 20 ms) answering twice as slow fires, and a 2 ms baseline doubling on scheduling noise does not.
+P95_MIN_INCREASE_MS = 10.0
+
+
+def p50_shift_needed(base_p95, p95_degradation_max=50.0, p95_min_increase_ms=P95_MIN_INCREASE_MS):
+    """How far (ms) the p50 must have risen above the baseline's p50 for a p95 degradation to count:
+    the allowed degradation of the baseline p95 (``p95_degradation_max`` % of it), and at least half
+    of the absolute floor. Scales with the baseline: 10 ms for a 20 ms p95, 100 ms for a 200 ms one."""
+    return max((p95_degradation_max or 0) / 100.0 * (base_p95 or 0), (p95_min_increase_ms or 0) / 2.0)
+
+
 def _fmt_ms(value):
     return '%.0f ms' % value if value >= 10 else '%.1f ms' % value
 
 
 def decide(figures, baseline=None, error_rate_max=5.0, p95_degradation_max=50.0,
-           p95_absolute_max_ms=1000.0, failures=3, p95_min_increase_ms=100.0,
+           p95_absolute_max_ms=1000.0, failures=3, p95_min_increase_ms=P95_MIN_INCREASE_MS,
            min_latency_samples=MIN_LATENCY_SAMPLES):
     """The runbook's decision matrix over :func:`sample`'s figures.
 
     ``baseline`` is a dict from :func:`load_baseline` (or None: no degradation check).
     ``p95_absolute_max_ms`` None disables the absolute check (it fires when the p50 is above half
-    the limit too: a shift, not a few slow requests on a busy host); ``p95_min_increase_ms`` is the
-    smallest p95 increase (ms) that counts as a degradation, so a few-ms baseline does not fire on
-    scheduling noise; the p50 must have risen by half of it too (a shift, not one slow request).
+    the limit too: a shift, not a few slow requests on a busy host).
+
+    ``p95_degradation`` fires when the p95 is more than ``p95_degradation_max`` percent above the
+    baseline's AND the whole distribution moved (:func:`p50_shift_needed`): the p50 rose by at
+    least the allowed degradation of the baseline p95 (``p95_degradation_max`` % of it: half the
+    baseline p95 at the default 50 %), so a tail of a few slow answers on a busy host does not fire
+    while a build that answers twice as slow does, however fast the stack. ``p95_min_increase_ms``
+    is only a small absolute floor (the p95 must rise by at least that many ms, the p50 by half of
+    it), so a few-ms baseline does not fire on scheduling noise.
     The p95 of a target is judged only over at least ``min_latency_samples`` good answers.
     """
     reasons = []
@@ -526,16 +576,18 @@ def decide(figures, baseline=None, error_rate_max=5.0, p95_degradation_max=50.0,
         base = (base_targets.get(name) or {}).get('p95_ms')
         if base and p95_degradation_max is not None and base > 0:
             degradation = 100.0 * (p95 - base) / base
-            # A shift, not one slow request among a few: the p50 rose too (by half the floor).
+            # A shift, not one slow request among a few: the p50 rose too (see p50_shift_needed).
             base50 = (base_targets.get(name) or {}).get('p50_ms')
             p50 = fig.get('p50_ms')
-            shifted = base50 is None or p50 is None or p50 - base50 >= (p95_min_increase_ms or 0) / 2.0
+            needed = p50_shift_needed(base, p95_degradation_max, p95_min_increase_ms)
+            shifted = base50 is None or p50 is None or p50 - base50 >= needed
             if degradation > p95_degradation_max and p95 - base >= (p95_min_increase_ms or 0) and shifted:
                 reasons.append(dict(
                     trigger='p95_degradation', target=name, value=round(degradation, 1), threshold=p95_degradation_max,
-                    p95_ms=p95, baseline_p95_ms=base,
-                    detail='%s: p95 %s is %.0f %% above the baseline %s (limit %.0f %%)'
-                           % (name, _fmt_ms(p95), degradation, _fmt_ms(base), p95_degradation_max)))
+                    p95_ms=p95, baseline_p95_ms=base, p50_ms=p50, baseline_p50_ms=base50,
+                    detail='%s: p95 %s is %.0f %% above the baseline %s (limit %.0f %%); p50 %s (baseline %s)'
+                           % (name, _fmt_ms(p95), degradation, _fmt_ms(base), p95_degradation_max,
+                              _fmt_ms(p50) if p50 is not None else '?', _fmt_ms(base50) if base50 is not None else '?')))
     overall = (figures or {}).get('overall') or {}
     total = (overall.get('requests') or 0) - (overall.get('refused') or 0)
     rate = overall.get('error_rate')

@@ -134,12 +134,14 @@ options:
     default: 50
   p95_min_increase_ms:
     description:
-      - The smallest p95 increase, in milliseconds, that counts as a degradation. A baseline of a
-        few milliseconds doubles on scheduling noise alone; this floor keeps that from firing.
-      - The p50 must have risen by at least half of this too, so one slow request among a few
-        (the p95 of a short sampling is close to its slowest request) does not fire.
+      - The smallest p95 increase, in milliseconds, that counts as a degradation - a small absolute
+        floor, as a baseline of a few milliseconds doubles on scheduling noise alone.
+      - The noise guard scales with the baseline - the p50 must have risen by at least
+        O(p95_degradation_max) percent of the baseline p95 (half of it at 50 %), and by at least half
+        of this floor, so one slow request among a few (the p95 of a short sampling is close to its
+        slowest request) does not fire while a build answering twice as slow does, however fast the stack.
     type: float
-    default: 100
+    default: 10
   p95_absolute_max_ms:
     description:
       - The largest acceptable p95 of a request target, in milliseconds (runbook - 1 s). V(0) turns the check off.
@@ -292,7 +294,7 @@ def argument_spec():
         stop_early=dict(type='bool', default=True),
         error_rate_max=dict(type='float', default=5.0),
         p95_degradation_max=dict(type='float', default=50.0),
-        p95_min_increase_ms=dict(type='float', default=100.0),
+        p95_min_increase_ms=dict(type='float', default=10.0),
         p95_absolute_max_ms=dict(type='float', default=1000.0),
     )
 

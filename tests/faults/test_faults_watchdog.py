@@ -6,6 +6,8 @@ rule does (``watchdog_verdict``), so no case waits for a sampling; every case as
 from __future__ import annotations
 
 import json
+import re
+import socket
 import time
 
 import pytest
@@ -98,3 +100,92 @@ def test_malformed_verdict(fault_stack):
     assert "watchdog_verdict - must be a dict with rollback" in proc.stdout
     assert fs.snapshot() == before
     assert not fs.lock.exists()
+
+
+# ---------------------------------------------------------------- the baseline and the timer
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_baseline_with_no_stack_answering(fault_stack):
+    """Fault: the baseline is recorded while nothing answers (the stack is down, or the URLs point
+    nowhere) -> Outcome: the run fails naming the unavailable targets and that a broken stack is not
+    recorded as the norm; no baseline file is written; nothing changes."""
+    fs = fault_stack
+    fs.reset()
+    dead = "http://127.0.0.1:%d" % _closed_port()
+    before = fs.snapshot()
+    case = fs.case_dir("baseline-nothing-answers")
+    proc = fs.run("baseline.yml", case, baseline_window=4, stack_api_url=dead,
+                  stack_services=[dict(service, health_url=dead + "/health/ready") for service in fs.stack.stack_vars()["stack_services"]])
+    assert proc.returncode != 0
+    assert re.search(r"Not recording a baseline: the stack is not healthy - .*failed \d+ consecutive health checks", proc.stdout), \
+        proc.stdout[-3000:]
+    assert "baseline_force" in proc.stdout
+    assert not (fs.dir / ".rollback_baseline.json").exists()
+    assert fs.snapshot() == before
+
+
+def test_baseline_into_a_directory_that_cannot_hold_it(fault_stack):
+    """Fault: the baseline's directory is not a directory (a file in its place, or a path that does
+    not exist) -> Outcome: fails in the preflight before any sampling, naming baseline_file and the
+    directory; nothing is written; nothing changes. (An unwritable directory is named the same way;
+    not tested here: the tests run as root, who writes anywhere.)"""
+    fs = fault_stack
+    fs.reset()
+    before = fs.snapshot()
+    case = fs.case_dir("baseline-bad-dir")
+    proc = fs.run("baseline.yml", case, baseline_file=str(fs.dir / ".env" / "baseline.json"))
+    assert proc.returncode != 0
+    assert "baseline_file=%s - its directory %s is not a directory" % (fs.dir / ".env" / "baseline.json", fs.dir / ".env") in proc.stdout, \
+        proc.stdout[-3000:]
+    assert "Sample the stack" not in proc.stdout
+    proc = fs.run("baseline.yml", case, baseline_file=str(case / "nosuch" / "baseline.json"))
+    assert proc.returncode != 0 and "does not exist" in proc.stdout
+    assert fs.snapshot() == before
+
+
+def _timer_vars(fs, case, **more):
+    units = case / "units"
+    units.mkdir(exist_ok=True)
+    return dict(dict(watchdog_timer_unit_dir=str(units), watchdog_timer_inventory=str(fs.inventory),
+                     watchdog_timer_name="tdflt-watchdog", watchdog_timer_manage_systemd=False), **more)
+
+
+def test_timer_with_a_bad_interval(fault_stack):
+    """Fault: the watchdog timer is installed with an interval of 0 (or not a number) -> Outcome:
+    fails in the preflight naming watchdog_timer_interval and its value; no unit is written."""
+    fs = fault_stack
+    for bad, said in ((0, "watchdog_timer_interval=0"), ("soon", "watchdog_timer_interval")):
+        case = fs.case_dir("timer-bad-interval")
+        proc = fs.run("watchdog_timer.yml", case, **_timer_vars(fs, case, watchdog_timer_interval=bad))
+        assert proc.returncode != 0
+        assert said in proc.stdout, proc.stdout[-3000:]
+        assert list((case / "units").iterdir()) == []
+
+
+def test_timer_with_an_unknown_playbook(fault_stack):
+    """Fault: the watchdog timer names a playbook that does not exist (not in this collection, or no
+    such file) -> Outcome: fails in the preflight naming watchdog_timer_playbook (and this
+    collection's playbooks); no unit is written, so systemd never starts a run that fails every
+    interval."""
+    fs = fault_stack
+    case = fs.case_dir("timer-unknown-playbook")
+    proc = fs.run("watchdog_timer.yml", case, **_timer_vars(fs, case, watchdog_timer_playbook="taylordash.rollback.nosuch"))
+    assert proc.returncode != 0
+    assert "watchdog_timer_playbook=taylordash.rollback.nosuch - this collection has no such playbook (it has: " in proc.stdout, \
+        proc.stdout[-3000:]
+    assert "watchdog, watchdog_timer" in proc.stdout
+    assert list((case / "units").iterdir()) == []
+    proc = fs.run("watchdog_timer.yml", case, **_timer_vars(fs, case, watchdog_timer_playbook=str(case / "nosuch.yml")))
+    assert proc.returncode != 0
+    assert "watchdog_timer_playbook=%s - %s does not exist on localhost" % (case / "nosuch.yml", case / "nosuch.yml") in proc.stdout
+    assert list((case / "units").iterdir()) == []
+    # the same settings with the installed playbook pass the preflight and write both units
+    case = fs.case_dir("timer-known-playbook")
+    proc = fs.run("watchdog_timer.yml", case, **_timer_vars(fs, case))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert sorted(p.name for p in (case / "units").iterdir()) == ["tdflt-watchdog.service", "tdflt-watchdog.timer"]

@@ -4,6 +4,7 @@ deployed one after another, and v1 put back between them)."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -82,29 +83,53 @@ def test_faults_trigger(stack):
         good(stack)
 
 
-def test_slow_against_baseline(stack, tmp_path):
-    """A baseline recorded at the same speed does not fire; one of a fast build (the slow build's
-    p95 is more than twice it) fires p95_degradation."""
-    stack.deploy("v2", "slow", "--no-backup", "--delay", "0.3")
-    stack.wait_answering("backend", "/health/live", timeout=60)
+def _overloaded():
+    return os.getloadavg()[0] > (os.cpu_count() or 1)
+
+
+def _warm(stack, slow_targets):
+    """A few seconds of requests, not judged: a build just started answers its first requests slower
+    (a cold process), which is not the build's speed."""
+    trigger(stack, targets=slow_targets, window=3, stop_early=False)
+
+
+def test_slow_2x_fires_and_1_2x_does_not(stack, tmp_path):
+    """Issue 15: a baseline recorded on the good v1, then the bad v2 ``--fault slow`` with a delay of
+    the baseline p95 of the API (answers twice as slow) fires p95_degradation on the API; a delay of a
+    fifth of it (1.2x) fires no p95 trigger. The noise guard scales with the baseline, so this holds on
+    a fast stack (a p95 of a few tens of ms) as on a slow one."""
+    slow_targets = targets(stack, login=False)
+    _warm(stack, slow_targets)
+    first = trigger(stack, targets=slow_targets, window=10, stop_early=False)
+    if first["rollback"] and _overloaded():
+        pytest.skip("host overloaded (load average %s above the core count): the good v1 itself fired %s"
+                    % (os.getloadavg(), [r["detail"] for r in first["reasons"]]))
+    assert first["rollback"] is False, first["reasons"]
+    base = {"version": 1, "recorded_at": "2026-01-01T00:00:00+00:00", "images": {},
+            "targets": {name: {"p50_ms": fig["p50_ms"], "p95_ms": fig["p95_ms"], "error_rate": fig["error_rate"]}
+                        for name, fig in first["figures"]["targets"].items() if fig["kind"] == "request"}}
+    (tmp_path / "baseline.json").write_text(json.dumps(base))
+    api_p95 = base["targets"]["api_projects"]["p95_ms"]
+    seen = {}
     try:
-        slow_targets = targets(stack, login=False)
-        first = trigger(stack, targets=slow_targets, window=8)
-        same = {"version": 1, "recorded_at": "2026-01-01T00:00:00+00:00", "images": {},
-                "targets": {name: {"p50_ms": fig["p50_ms"], "p95_ms": fig["p95_ms"], "error_rate": fig["error_rate"]}
-                            for name, fig in first["figures"]["targets"].items() if fig["kind"] == "request"}}
-        fast = json.loads(json.dumps(same))
-        fast["targets"]["api_projects"].update(p50_ms=10.0, p95_ms=same["targets"]["api_projects"]["p50_ms"] / 2.5)
-        (tmp_path / "fast.json").write_text(json.dumps(fast))
-        (tmp_path / "same.json").write_text(json.dumps(same))
-        result = trigger(stack, targets=slow_targets, baseline=str(tmp_path / "same.json"), window=8)
-        assert [r for r in result["reasons"] if r["trigger"] == "p95_degradation"] == [], result["reasons"]
-        assert result["baseline"]["path"] == str(tmp_path / "same.json")
-        result = trigger(stack, targets=slow_targets, baseline=str(tmp_path / "fast.json"), window=8)
-        assert result["rollback"] is True, result
-        assert "api_projects" in [r["target"] for r in result["reasons"] if r["trigger"] == "p95_degradation"]
+        for label, factor in (("2x", 1.0), ("1.2x", 0.2)):
+            stack.deploy("v2", "slow", "--no-backup", "--delay", "%.3f" % (api_p95 * factor / 1000.0))
+            stack.wait_answering("backend", "/health/live", timeout=60)
+            _warm(stack, slow_targets)
+            result = trigger(stack, targets=slow_targets, baseline=str(tmp_path / "baseline.json"), window=10, stop_early=False)
+            assert not result["failed"], result["msg"]
+            seen[label] = (result["figures"]["targets"]["api_projects"], [r for r in result["reasons"] if r["trigger"].startswith("p95")])
     finally:
         good(stack)
+    fired_2x = "api_projects" in [r["target"] for r in seen["2x"][1] if r["trigger"] == "p95_degradation"]
+    quiet_1_2x = seen["1.2x"][1] == []
+    figures = {"baseline": base["targets"]["api_projects"], "2x": seen["2x"], "1.2x": seen["1.2x"], "load": os.getloadavg()}
+    if not (fired_2x and quiet_1_2x) and _overloaded():
+        # A latency comparison needs the CPU the stack answers with: on an overloaded host every wake-up
+        # of the slow build's sleep waits for a core, and the shift measured is the host's, not the build's.
+        pytest.skip("host overloaded (load average above the core count): latency comparison not judged: %s" % figures)
+    assert fired_2x, figures
+    assert quiet_1_2x, figures
 
 
 def test_bad_arguments_fail_before_sampling(stack, tmp_path):

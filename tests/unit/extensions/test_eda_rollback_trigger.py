@@ -135,6 +135,28 @@ def test_an_unhealthy_service_fires_unavailable_early(source, stack):
     assert verdict["figures"]["stopped_early"] is True
 
 
+def test_consecutive_failures_are_counted_across_windows(source, stack):
+    """Windows of 0.5 s hold 3 checks at 0.2 s: 5 consecutive failures fire only when the run of the window
+    before is carried over the pause; a check that passes in between starts the count again."""
+    stack.health = 503
+    events = run(source, args_for(stack, api_url=None, window=0.5, failures=5, max_windows=3))
+    verdicts = [e["rollback_trigger"] for e in events]
+    assert verdicts[0]["rollback"] is False
+    assert verdicts[0]["figures"]["targets"]["backend"]["failing_now"] >= 2
+    fired = [v for v in verdicts if v["rollback"]]
+    assert fired, [v["figures"]["targets"]["backend"] for v in verdicts]
+    health = fired[0]["figures"]["targets"]["backend"]
+    assert health["carried_failures"] > 0 and health["consecutive_failures"] == 5
+    assert fired[0]["reasons"][0]["trigger"] == "unavailable" and fired[0]["reasons"][0]["value"] == 5
+    # after the verdict fired, the count starts from its first failed check again
+    if verdicts[-1] is not fired[0]:
+        assert verdicts[verdicts.index(fired[0]) + 1]["figures"]["targets"]["backend"]["carried_failures"] == 0
+    # healthy again: a passing check ends any run, nothing fires
+    stack.health = 200
+    assert not any(e["rollback_trigger"]["rollback"] for e in run(source, args_for(stack, api_url=None, window=0.5,
+                                                                                    failures=5, max_windows=2)))
+
+
 def test_errors_fire_the_error_rate_trigger(source, stack):
     stack.error_every = 2
     verdict = run(source, args_for(stack, health_urls={}))[0]["rollback_trigger"]

@@ -73,8 +73,9 @@ options:
     default: 10
   pause:
     description:
-      - Seconds between two windows. Nothing is sampled meanwhile, and consecutive failures are counted within one
-        window: a short pause (and a window longer than O(failures) x O(interval)) keeps detection within a few seconds.
+      - Seconds between two windows. Nothing is sampled meanwhile. A run of failed health checks still going on at the
+        end of a window goes on in the next one (until a verdict fires), so O(failures) consecutive failed checks are
+        counted across window boundaries; a short pause keeps detection within a few seconds.
     type: float
     default: 1
   interval:
@@ -265,11 +266,11 @@ def settings(args):
     return conf, targets
 
 
-def _sample_and_decide(conf, targets, baseline):
+def _sample_and_decide(conf, targets, baseline, carry=None):
     figures = _trigger.sample(
         targets, conf['window'], interval=conf['interval'], failures=conf['failures'], rate=conf['rate'],
         concurrency=conf['concurrency'], timeout=conf['timeout'], ca_file=conf.get('ca_file'), stop_early=True,
-        error_rate_max=conf['error_rate_max'])
+        error_rate_max=conf['error_rate_max'], carry=carry)
     return _trigger.decide(
         figures, baseline=baseline, error_rate_max=conf['error_rate_max'], p95_degradation_max=conf['p95_degradation_max'],
         p95_absolute_max_ms=conf['p95_absolute_max_ms'], failures=conf['failures'])
@@ -293,14 +294,18 @@ async def main(queue, args):
     conf, targets = settings(args)
     if conf['window'] < conf['failures'] * conf['interval'] and any(t.get('kind') == 'health' for t in targets):
         LOG.warning('rollback_trigger: window %.1f s is shorter than failures x interval (%d x %.1f s): the unavailability '
-                    'trigger cannot fire; lengthen the window', conf['window'], conf['failures'], conf['interval'])
+                    'trigger fires only across windows (the run of failed checks is carried over the pause)',
+                    conf['window'], conf['failures'], conf['interval'])
     baseline = _read_baseline(conf, None)
     window = 0
+    carry = {}
     while conf['max_windows'] == 0 or window < conf['max_windows']:
         window += 1
         baseline = _read_baseline(conf, baseline)
-        # The sampler blocks (threads, urllib): run it off the event loop.
-        verdict = await asyncio.to_thread(_sample_and_decide, conf, targets, baseline)
+        # The sampler blocks (threads, urllib): run it off the event loop. A run of failed health checks
+        # at the end of the window before goes on in this one (carry): N consecutive failures across windows.
+        verdict = await asyncio.to_thread(_sample_and_decide, conf, targets, baseline, carry)
+        carry = _trigger.carry_over(verdict)
         LOG.info('rollback_trigger: stack %s window %d: %s', conf['stack'], window, _trigger.summary(verdict))
         if verdict['rollback'] or conf['emit'] == 'all':
             await queue.put({'rollback_trigger': dict(

@@ -82,6 +82,53 @@ def test_p95_degradation_needs_a_shift_and_the_floor():
     assert not t.decide(figures(api={"p50_ms": 250.0, "p95_ms": 400.0}))["rollback"]
 
 
+# Figures of the reference stack (tests/integration rollback_trigger's targets, 10 s windows at
+# 10 requests/s, 2026-11-26, host load average 6): v1's baseline, three later windows of the same
+# good v1, and the bad v2 `--fault slow --delay 0.042` (the baseline p95 of the API: twice as slow).
+REAL_BASE = {"version": 1, "targets": {"auth_login": {"p50_ms": 19.3, "p95_ms": 40.3},
+                                       "api_projects": {"p50_ms": 14.8, "p95_ms": 42.3},
+                                       "frontend": {"p50_ms": 2.2, "p95_ms": 6.2}}}
+REAL_GOOD = [
+    {"auth_login": (29.2, 74.9), "api_projects": (28.8, 108.2), "frontend": (4.9, 16.0)},
+    {"auth_login": (26.1, 127.1), "api_projects": (19.4, 65.3), "frontend": (3.3, 10.0)},
+    {"auth_login": (25.4, 56.4), "api_projects": (18.1, 65.7), "frontend": (3.0, 9.0)},
+]
+REAL_SLOW_2X = {"auth_login": (87.3, 321.4), "api_projects": (69.5, 257.7), "frontend": (1.8, 21.2)}
+
+
+def real(window):
+    return figures(**{name: {"requests": 33, "p50_ms": p50, "p95_ms": p95} for name, (p50, p95) in window.items()})
+
+
+@pytest.mark.parametrize("window", REAL_GOOD)
+def test_real_good_windows_of_a_busy_host_do_not_fire(window):
+    """The same good build on a busy host: p95s 1.5-3x the baseline (a tail of slow answers), the
+    p50s up by less than half the baseline p95: no shift, no trigger (the old 100 ms floor was not
+    what kept them quiet: the p50 guard is)."""
+    assert not t.decide(real(window), baseline=REAL_BASE)["rollback"]
+
+
+def test_real_slow_2x_fires_on_a_fast_stack():
+    """2x on a stack whose baseline p95 is 40 ms fires; so does 2x on a quiet host, where the shift is
+    only ~20 ms (p95 17-24 ms -> 37-45 ms), which the old absolute floor of 100 ms never let fire."""
+    verdict = t.decide(real(REAL_SLOW_2X), baseline=REAL_BASE)
+    assert ("p95_degradation", "api_projects") in triggers(verdict)
+    quiet_base = {"version": 1, "targets": {"api": {"p50_ms": 9.0, "p95_ms": 21.0}}}
+    # quiet host (bench/watchdog, load 1.4): baseline p95 17-24 ms, 2x 37-45 ms; every answer + 21 ms
+    assert triggers(t.decide(figures(api={"p50_ms": 30.0, "p95_ms": 41.0}), baseline=quiet_base)) == [("p95_degradation", "api")]
+    assert not t.decide(figures(api={"p50_ms": 30.0, "p95_ms": 41.0}), baseline=quiet_base, p95_min_increase_ms=100)["rollback"]
+    # 1.2x on the same stack: every answer + 4 ms
+    assert not t.decide(figures(api={"p50_ms": 13.0, "p95_ms": 25.5}), baseline=quiet_base)["rollback"]
+
+
+def test_p50_shift_needed_scales_with_the_baseline():
+    assert t.p50_shift_needed(20.0) == 10.0
+    assert t.p50_shift_needed(200.0) == 100.0
+    assert t.p50_shift_needed(2.0) == 5.0          # the small absolute floor: half of 10 ms
+    assert t.p50_shift_needed(200.0, p95_degradation_max=100) == 200.0
+    assert t.p50_shift_needed(None, None, None) == 0.0
+
+
 def test_latency_needs_twenty_good_answers():
     few = figures(api={"requests": 12, "p50_ms": 900.0, "p95_ms": 1500.0})
     assert not t.decide(few)["rollback"]
@@ -177,6 +224,34 @@ def test_sample_counts_refused_as_unavailability():
     fig = t.sample([{"name": "r", "url": "http://127.0.0.1:9/"}], window=5, interval=0.2, failures=3, rate=20)
     assert fig["stopped_early"] and fig["targets"]["r"]["refused"] > 0 and fig["targets"]["r"]["errors"] == 0
     assert [r["trigger"] for r in t.decide(fig)["reasons"]] == ["unavailable"]
+
+
+def test_sample_carries_a_run_of_failed_checks_over_from_the_window_before(server):
+    """N consecutive failed health checks across a window boundary: 2 carried + 1 failed now fire at once."""
+    fig = t.sample([{"name": "h", "url": server + "/bad", "kind": "health"}], window=10, interval=0.1, failures=3,
+                   carry={"h": 2})
+    assert fig["stopped_early"] and fig["sampled_s"] < 1
+    health = fig["targets"]["h"]
+    assert health["requests"] == 1 and health["carried_failures"] == 2 and health["consecutive_failures"] == 3
+    assert [r["trigger"] for r in t.decide(fig)["reasons"]] == ["unavailable"]
+    # a check that passes ends the carried run: nothing fires
+    fig = t.sample([{"name": "h", "url": server + "/ok", "kind": "health"}], window=0.35, interval=0.1, failures=3,
+                   carry={"h": 2})
+    assert fig["targets"]["h"]["failing_now"] == 0 and fig["targets"]["h"]["consecutive_failures"] == 2
+    assert not t.decide(fig)["rollback"]
+    # only health targets, only whole numbers above 0, only known names are carried
+    fig = t.sample([{"name": "h", "url": server + "/ok", "kind": "health"}, {"name": "r", "url": server + "/ok"}],
+                   window=0.25, interval=0.1, rate=20, carry={"r": 5, "h": True, "x": 3})
+    assert fig["targets"]["h"]["carried_failures"] == 0 and fig["targets"]["r"]["carried_failures"] == 0
+
+
+def test_carry_over_takes_the_runs_still_going_on_unless_the_verdict_fired():
+    fig = figures(h={"kind": "health", "failing_now": 2, "consecutive_failures": 2}, g={"kind": "health", "failing_now": 0},
+                  api={"failing_now": 4})
+    assert t.carry_over(t.decide(fig)) == {"h": 2}
+    fired = figures(h={"kind": "health", "failing_now": 3, "consecutive_failures": 3})
+    assert t.carry_over(t.decide(fired)) == {}
+    assert t.carry_over(None) == {} and t.carry_over({"rollback": False}) == {}
 
 
 num = st.one_of(st.none(), st.floats(min_value=0, max_value=1e6, allow_nan=False))
