@@ -314,15 +314,14 @@ def module_stack_factory(tmp_path_factory):
 #   DEFAULT_SECONDS. Update a figure when a file grows much slower or faster.
 # * a worker is given its next file only when one test of its current file is left (xdist's own
 #   loadfile hands out a second file at once and the next when two tests are left: at the end of
-#   the run a worker can sit on a queued file while another has nothing to do), and every Molecule
-#   drill (one test each, nothing shared) is a unit of its own instead of one file of 11 drills.
+#   the run a worker can sit on a queued file while another has nothing to do), and the tests of
+#   the files in ONE_BY_ONE (every Molecule drill, ...) are units of their own.
 EXPECTED_SECONDS = {
     "tests/integration/test_fleet.py": 360,
     "tests/integration/test_eda_rollback.py": 250,
     "tests/integration/test_emergency_recovery.py": 210,
     "tests/integration/test_rollback_database.py": 200,
     "tests/integration/test_watchdog_timer.py": 190,
-    "tests/integration/test_escalate.py": 180,
     "tests/integration/test_rollback_config.py": 140,
     "tests/integration/test_rollback_partial.py": 135,
     "tests/faults/test_faults_validation.py": 130,
@@ -343,11 +342,17 @@ EXPECTED_SECONDS = {
     "tests/faults/test_faults_escalate.py": 60,
     "tests/faults/test_faults_drill.py": 60,
     "tests/faults/test_faults_watchdog.py": 60,
-    "tests/integration/test_molecule.py": 60,  # per drill (each drill is a unit of its own)
+    # Files in ONE_BY_ONE: seconds per test (each test is a unit of its own).
+    "tests/integration/test_molecule.py": 60,
+    "tests/integration/test_killed_run.py": 25,
+    "tests/integration/test_escalate.py": 12,
 }
 DEFAULT_SECONDS = 30
-# Files whose tests are scheduled one by one (they share nothing: no module-scoped fixture).
-ONE_BY_ONE = ("tests/integration/test_molecule.py",)
+# Files whose tests are scheduled one by one, on any worker: they share nothing (no module-scoped
+# fixture, no module-level state, each test its own stack or tmp_path and its own receivers' ports).
+# The short ones then fill the gaps at the end of the run.
+ONE_BY_ONE = ("tests/integration/test_molecule.py", "tests/integration/test_killed_run.py",
+              "tests/integration/test_escalate.py")
 
 
 def _file_of(nodeid: str) -> str:
