@@ -367,6 +367,7 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: -EXPECTED_SECONDS.get(_file_of(item.nodeid), DEFAULT_SECONDS))
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown when it is not loaded
 def pytest_xdist_make_scheduler(config, log):
     """--dist loadfile with the two changes described above; any other --dist is xdist's own."""
     if config.getoption("dist", None) != "loadfile":
