@@ -213,13 +213,16 @@ all_stages=(unit integration faults molecule lint sanity docs build)
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=("${all_stages[@]}")
 
-declare -A status seconds
-failed=0
 for stage in "${stages[@]}"; do
-    if ! declare -F "stage_$stage" >/dev/null; then
+    if ! declare -F "stage_$stage" >/dev/null || [ "$stage" = pooled ]; then
         echo "unknown stage: $stage (known: ${all_stages[*]})" >&2
         exit 2
     fi
+done
+
+declare -A status seconds
+failed=0
+for stage in "${stages[@]}"; do
     if [[ -n $pool_ran && " $pool_ran " == *" $stage "* ]]; then
         # Ran in the pooled session already (see run_pool).
         if stage_pooled "$stage"; then status[$stage]=passed; else status[$stage]=FAILED; failed=$((failed + 1)); fi
