@@ -5,7 +5,9 @@
 #   scripts/test.sh unit lint ...   only the named stages
 #
 # Stages: unit, integration, faults, molecule, lint, sanity, docs, build. Exit status is non-zero when
-# any stage fails. Assumes scripts/setup.sh has run (`make test` does both).
+# any stage fails. Assumes scripts/setup.sh has run (`make test` does both). integration, faults and
+# molecule asked for together run as one pytest session (run_pool): the table gives each its own
+# result and the session's time once. TD_TEST_WORKERS sets the session's xdist workers (default 3).
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
