@@ -344,7 +344,7 @@ EXPECTED_SECONDS = {
     "tests/faults/test_faults_watchdog.py": 60,
     # Files in ONE_BY_ONE: seconds per test (each test is a unit of its own).
     "tests/integration/test_molecule.py": 60,
-    "tests/integration/test_killed_run.py": 25,
+    "tests/integration/test_killed_run.py": 35,
     "tests/integration/test_escalate.py": 12,
 }
 DEFAULT_SECONDS = 30
