@@ -309,9 +309,11 @@ def module_stack_factory(tmp_path_factory):
 # scripts/test.sh runs tests/integration, tests/faults and the Molecule drills in ONE pytest session
 # (one pool of xdist workers, --dist loadfile), so that no worker idles at the end of a stage while
 # the longest file of that stage finishes. Two things make the pool pack well:
-# * the longest files start first (longest-processing-time-first): seconds each file took in CI
-#   (2 workers, 2026-11-26; rough, only the order matters); a file not listed counts as
+# * the longest files start first (longest-processing-time-first): rough seconds of each file, from
+#   the CI logs and single runs of 2026-11-26 (only the order matters); a file not listed counts as
 #   DEFAULT_SECONDS. Update a figure when a file grows much slower or faster.
+# The scheduler subclasses pytest-xdist's LoadFileScheduling and uses two of its internals
+# (_split_scope, _reschedule; written against pytest-xdist 3.8).
 # * a worker is given its next file only when one test of its current file is left (xdist's own
 #   loadfile hands out a second file at once and the next when two tests are left: at the end of
 #   the run a worker can sit on a queued file while another has nothing to do), and the tests of
