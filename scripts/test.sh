@@ -5,7 +5,9 @@
 #   scripts/test.sh unit lint ...   only the named stages
 #
 # Stages: unit, integration, faults, molecule, lint, sanity, docs, build. Exit status is non-zero when
-# any stage fails. Assumes scripts/setup.sh has run (`make test` does both).
+# any stage fails. Assumes scripts/setup.sh has run (`make test` does both). integration, faults and
+# molecule asked for together run as one pytest session (run_pool): the table gives each its own
+# result and the session's time once. TD_TEST_WORKERS sets the session's xdist workers (default 3).
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,27 +27,119 @@ stage_unit() {
     pytest tests/unit -q -p no:randomly
 }
 
-stage_integration() {
-    # The Molecule drills are their own stage (molecule): not twice.
-    # Two workers, a test module each at a time (--dist loadfile): the tests of a module share one
-    # reference stack; every stack has its own project name, ports and directory, so modules run
-    # side by side. Most of a playbook test is waiting on containers, so two workers fit 2 cores.
-    pytest tests/integration -q --ignore=tests/integration/test_molecule.py \
-        -n "${TD_TEST_WORKERS:-2}" --dist loadfile --durations=15
+# integration, faults and molecule all run tests against containers. Asked for together (the default),
+# they run as ONE pytest session: one pool of xdist workers, so no worker idles at the end of a stage
+# while the longest file of that stage finishes, and no stage waits for the one before. Asked for alone,
+# each runs on its own. tests/conftest.py orders the files longest first and hands a worker its next
+# file when its current one is nearly done; every Molecule drill is a unit of its own.
+# --dist loadfile: the tests of a module share one reference stack (module_stack_factory), each worker
+# has its own fault-matrix stack (tests/faults/conftest.py); every stack has its own project name,
+# ports and directory, and every drill its own fixed ports, so all of them run side by side.
+# Most of a test is waiting on containers or on ansible-playbook's own start-up: TD_TEST_WORKERS
+# workers (default 3) keep the 2 cores busy.
+pool_stages=(integration faults molecule)
+pool_ran=""
+pool_seconds=0
+declare -A pool_result
+
+pool_paths() {
+    # $@: the pooled stages asked for -> pytest paths
+    local want=" $* " paths=()
+    if [[ $want == *" integration "* ]]; then
+        paths+=(tests/integration)
+        # The Molecule drills are their own stage: not twice.
+        [[ $want == *" molecule "* ]] || paths+=(--ignore=tests/integration/test_molecule.py)
+    elif [[ $want == *" molecule "* ]]; then
+        # Each scenario of extensions/molecule is one pytest item (pytest-ansible's molecule_scenario
+        # fixture runs `molecule test -s NAME`); none installs the collection (prerun: false).
+        paths+=(tests/integration/test_molecule.py)
+    fi
+    # The fault matrix of the rollback paths; `python tests/faults/table.py` prints it.
+    [[ $want == *" faults "* ]] && paths+=(tests/faults)
+    printf '%s\n' "${paths[@]}"
 }
 
-stage_molecule() {
-    # Each scenario of extensions/molecule is one pytest item (pytest-ansible's molecule_scenario
-    # fixture runs `molecule test -s NAME`). Two drills side by side: each has its own fixed ports,
-    # compose project and ephemeral directory, and none installs the collection (prerun: false).
-    pytest tests/integration/test_molecule.py -q -p no:randomly -n "${TD_TEST_WORKERS:-2}" --dist load
+run_pool() {
+    # $@: the pooled stages asked for. Sets pool_result[<stage>] to "passed|FAILED<TAB>detail".
+    local xml="$root/.cache/test-pool.xml" paths rc start=$SECONDS
+    mapfile -t paths < <(pool_paths "$@")
+    mkdir -p "$root/.cache"
+    rm -f "$xml"
+    echo "(one pytest session for: $*; ${TD_TEST_WORKERS:-3} workers)"
+    pytest "${paths[@]}" -q -p no:randomly -n "${TD_TEST_WORKERS:-3}" --dist loadfile --durations=15 \
+        --junitxml="$xml" -o junit_family=xunit2
+    rc=$?
+    pool_seconds=$((SECONDS - start))
+    local line stage
+    while IFS=$'\t' read -r stage line; do
+        pool_result[$stage]=$line
+    done < <(python - "$xml" "$rc" "$@" <<'PY'
+# Per stage: the tests of its files in the session's JUnit XML (passed, failed, time in its tests).
+import sys
+import xml.etree.ElementTree as ET
+
+path, rc, stages = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+
+
+def stage_of(classname):
+    if classname.startswith("tests.faults."):
+        return "faults"
+    if classname.startswith("tests.integration.test_molecule"):
+        return "molecule"
+    if classname.startswith("tests.integration."):
+        return "integration"
+    return None
+
+
+counts = {stage: {"passed": 0, "failed": 0, "skipped": 0, "seconds": 0.0} for stage in stages}
+try:
+    cases = ET.parse(path).getroot().iter("testcase")
+except (OSError, ET.ParseError):
+    cases = []
+for case in cases:
+    stage = stage_of(case.get("classname", ""))
+    if stage not in counts:
+        continue
+    tally = counts[stage]
+    tally["seconds"] += float(case.get("time") or 0)
+    if case.find("failure") is not None or case.find("error") is not None:
+        tally["failed"] += 1
+    elif case.find("skipped") is not None:
+        tally["skipped"] += 1
+    else:
+        tally["passed"] += 1
+any_failed = any(tally["failed"] for tally in counts.values())
+for stage, tally in counts.items():
+    ran = tally["passed"] + tally["failed"] + tally["skipped"]
+    # A session that failed with no failed test (collection error, crash) fails every stage of it;
+    # a stage that ran no test did not pass.
+    ok = ran and not tally["failed"] and (rc == 0 or any_failed)
+    detail = "%d passed, %d failed, %d skipped; %.0f s in its tests" % (
+        tally["passed"], tally["failed"], tally["skipped"], tally["seconds"])
+    if not ran:
+        detail = "no test ran (pytest exit status %d)" % rc
+    print("%s\t%s\t%s" % (stage, "passed" if ok else "FAILED", detail))
+PY
+    )
+    [ "$rc" -eq 0 ]
 }
 
-stage_faults() {
-    # The fault matrix of the rollback paths (tests/faults); `python tests/faults/table.py` prints it.
-    # Two workers, a file each at a time: each worker has its own shared reference stack.
-    pytest tests/faults -q -p no:randomly -n "${TD_TEST_WORKERS:-2}" --dist loadfile
+stage_pooled() {
+    # $1: one of pool_stages. The first one asked for runs the session for all of them.
+    if [ -z "$pool_ran" ]; then
+        local asked=() s
+        for s in "${stages[@]}"; do
+            [[ " ${pool_stages[*]} " == *" $s "* ]] && asked+=("$s")
+        done
+        run_pool "${asked[@]}"
+        pool_ran="${asked[*]}"
+    fi
+    [[ ${pool_result[$1]:-FAILED} == passed* ]]
 }
+
+stage_integration() { stage_pooled integration; }
+stage_faults() { stage_pooled faults; }
+stage_molecule() { stage_pooled molecule; }
 
 stage_lint() {
     # Molecule installs a copy of this collection into ~/.ansible/collections; ansible-lint would
@@ -121,12 +215,21 @@ all_stages=(unit integration faults molecule lint sanity docs build)
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=("${all_stages[@]}")
 
+for stage in "${stages[@]}"; do
+    if ! declare -F "stage_$stage" >/dev/null || [ "$stage" = pooled ]; then
+        echo "unknown stage: $stage (known: ${all_stages[*]})" >&2
+        exit 2
+    fi
+done
+
 declare -A status seconds
 failed=0
 for stage in "${stages[@]}"; do
-    if ! declare -F "stage_$stage" >/dev/null; then
-        echo "unknown stage: $stage (known: ${all_stages[*]})" >&2
-        exit 2
+    if [[ -n $pool_ran && " $pool_ran " == *" $stage "* ]]; then
+        # Ran in the pooled session already (see run_pool).
+        if stage_pooled "$stage"; then status[$stage]=passed; else status[$stage]=FAILED; failed=$((failed + 1)); fi
+        seconds[$stage]=$pool_seconds
+        continue
     fi
     echo "=== $stage ==="
     start=$SECONDS
@@ -137,7 +240,16 @@ done
 echo
 echo "=== results ==="
 for stage in "${stages[@]}"; do
-    printf '%-12s %-7s %4ss\n' "$stage" "${status[$stage]}" "${seconds[$stage]}"
+    if [[ -n $pool_ran && " $pool_ran " == *" $stage "* ]]; then
+        mark=" "
+        [[ $pool_ran == *" "* ]] && mark="*"
+        printf '%-12s %-7s %4ss%s %s\n' "$stage" "${status[$stage]}" "${seconds[$stage]}" "$mark" "${pool_result[$stage]#*$'\t'}"
+    else
+        printf '%-12s %-7s %4ss\n' "$stage" "${status[$stage]}" "${seconds[$stage]}"
+    fi
 done
+if [[ $pool_ran == *" "* ]]; then
+    echo "* one pytest session for ${pool_ran// /, } (${TD_TEST_WORKERS:-3} workers): ${pool_seconds}s for all of them"
+fi
 echo "stages: $(( ${#stages[@]} - failed )) passed, $failed failed"
 [ "$failed" -eq 0 ]

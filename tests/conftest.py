@@ -305,6 +305,98 @@ def module_stack_factory(tmp_path_factory):
         stack.down()
 
 
+# --------------------------------------------------------------------------- scheduling (xdist)
+# scripts/test.sh runs tests/integration, tests/faults and the Molecule drills in ONE pytest session
+# (one pool of xdist workers, --dist loadfile), so that no worker idles at the end of a stage while
+# the longest file of that stage finishes. Two things make the pool pack well:
+# * the longest files start first (longest-processing-time-first): rough seconds of each file, from
+#   the CI logs and single runs of 2026-11-26 (only the order matters); a file not listed counts as
+#   DEFAULT_SECONDS. Update a figure when a file grows much slower or faster.
+# The scheduler subclasses pytest-xdist's LoadFileScheduling and uses two of its internals
+# (_split_scope, _reschedule; written against pytest-xdist 3.8).
+# * a worker is given its next file only when one test of its current file is left (xdist's own
+#   loadfile hands out a second file at once and the next when two tests are left: at the end of
+#   the run a worker can sit on a queued file while another has nothing to do), and the tests of
+#   the files in ONE_BY_ONE (every Molecule drill, ...) are units of their own.
+EXPECTED_SECONDS = {
+    "tests/integration/test_fleet.py": 360,
+    "tests/integration/test_eda_rollback.py": 250,
+    "tests/integration/test_emergency_recovery.py": 210,
+    "tests/integration/test_rollback_database.py": 200,
+    "tests/integration/test_watchdog_timer.py": 190,
+    "tests/integration/test_rollback_config.py": 140,
+    "tests/integration/test_rollback_partial.py": 135,
+    "tests/faults/test_faults_validation.py": 130,
+    "tests/faults/test_faults_database.py": 120,
+    "tests/integration/test_rollback_complete.py": 110,
+    "tests/faults/test_faults_immediate.py": 95,
+    "tests/integration/test_rollback_blue_green.py": 90,
+    "tests/integration/test_drill.py": 90,
+    "tests/integration/test_rollback_immediate.py": 90,
+    "tests/integration/test_watchdog.py": 80,
+    "tests/integration/test_backup_verify.py": 70,
+    "tests/integration/test_report_role.py": 70,
+    "tests/integration/test_reference_stack.py": 70,
+    "tests/faults/test_faults_blue_green.py": 70,
+    "tests/faults/test_faults_complete.py": 60,
+    "tests/faults/test_faults_config.py": 60,
+    "tests/faults/test_faults_emergency.py": 60,
+    "tests/faults/test_faults_escalate.py": 60,
+    "tests/faults/test_faults_drill.py": 60,
+    "tests/faults/test_faults_watchdog.py": 60,
+    # Files in ONE_BY_ONE: seconds per test (each test is a unit of its own).
+    "tests/integration/test_molecule.py": 60,
+    "tests/integration/test_killed_run.py": 35,
+    "tests/integration/test_escalate.py": 12,
+}
+DEFAULT_SECONDS = 30
+# Files whose tests are scheduled one by one, on any worker: they share nothing (no module-scoped
+# fixture, no module-level state, each test its own stack or tmp_path and its own receivers' ports).
+# The short ones then fill the gaps at the end of the run.
+ONE_BY_ONE = ("tests/integration/test_molecule.py", "tests/integration/test_killed_run.py",
+              "tests/integration/test_escalate.py")
+
+
+def _file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Longest files first; the tests inside a file keep their order (a stable sort)."""
+    if not any(_file_of(item.nodeid) in EXPECTED_SECONDS for item in items):
+        return
+    items.sort(key=lambda item: -EXPECTED_SECONDS.get(_file_of(item.nodeid), DEFAULT_SECONDS))
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown when it is not loaded
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile with the two changes described above; any other --dist is xdist's own."""
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class PackedFileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            if _file_of(nodeid) in ONE_BY_ONE:
+                return nodeid
+            return super()._split_scope(nodeid)
+
+        def _reschedule(self, node):
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            # A worker runs a test only once it knows the next one (for teardown): one test left is
+            # the moment to send the next file.
+            if self._pending_of(self.assigned_work[node]) > 1:
+                return
+            self._assign_work_unit(node)
+
+    return PackedFileScheduling(config, log)
+
+
 @pytest.fixture(autouse=True)
 def _modules_run_as_on_a_target_host(monkeypatch):
     """Module tests run main() in this process, as on a target host. Importing any controller

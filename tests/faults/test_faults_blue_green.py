@@ -89,6 +89,7 @@ def test_target_color_down(pair):
     before = pair.site.read_bytes()
     proc = run(pair, blue_green_health_timeout=2)
     assert proc.returncode != 0
+    assert "Refusing to switch traffic to blue" in proc.stdout
     assert_green_serves_and_runs(pair, before)
     assert_report_names_first_cause(pair.case, r"Refusing to switch traffic to blue")
 

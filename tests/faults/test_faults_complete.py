@@ -41,6 +41,7 @@ def test_complete_compose_backup_rejected(fault_stack):
         case = fs.case_dir("complete-compose-rejected")
         proc = fs.run("rollback_complete.yml", case)
         assert proc.returncode != 0
+        assert "Complete rollback: FAILED" in proc.stdout
         assert fs.snapshot() == before
         assert not list(fs.dir.glob("*.rollback-*")) and not list(fs.dir.glob(".env.rollback-*"))
         assert_lock_free(fs)

@@ -74,16 +74,22 @@ def test_emergency_compose_file_invalid(fault_stack):
 
 
 def test_emergency_release_tag_missing(fault_stack):
-    """Fault: emergency_image_tag names a release the image repositories lack -> Outcome: fails
-    naming emergency_image_tag and the missing images before anything changes; lock free; report
-    FAILED naming it; escalated."""
+    """Fault: emergency_image_tag names a release the image repositories lack, and
+    emergency_backup_path a file that is not there -> Outcome: fails naming each variable (the
+    missing images; the backup path resolved in the project directory) before anything changes;
+    lock free; report FAILED naming it; escalated."""
     fs = fault_stack
     fs.reset(running="v1", previous="v1")
     case = fs.case_dir("emergency-no-release")
     before = fs.snapshot()
-    proc = run(fs, case, emergency_image_tag="v9.9.9", emergency_restore_database=False)
+    # (was also the first half of tests/integration/test_emergency_recovery.py's
+    # test_missing_pieces_are_skipped_or_named: the same failure, run once, here)
+    proc = run(fs, case, emergency_image_tag="v9.9.9", emergency_restore_database=False,
+               emergency_backup_path="nightly.sql")
     assert proc.returncode != 0
     assert f"emergency_image_tag=v9.9.9 - not found: {fs.prefix}_backend:v9.9.9" in proc.stdout
+    assert f"emergency_backup_path={fs.dir}/nightly.sql - not found" in proc.stdout
+    assert "nothing was changed" in proc.stdout
     assert_nothing_changed(fs, before, case)
     assert_report_names_first_cause(case, r"emergency_image_tag=v9\.9\.9")
 

@@ -1,7 +1,8 @@
 """playbooks/rollback_blue_green.yml against a real blue/green pair of reference stacks behind the
 lb nginx on this host (stackctl lb): check mode inert; switch to blue, idempotent, and switch back
-keeping the old color running; a target color that is down is refused; a target that fails the
-verification through nginx is reverted with the old color still up.
+keeping the old color running; a target that fails the verification through nginx is reverted
+with the old color still up. (A target color that is down is refused: the fault matrix,
+tests/faults/test_faults_blue_green.py.)
 
 One pair (two stacks and the lb) is shared by the tests of this module (module_stack_factory); the
 ``pair`` fixture puts it back on green with both colors healthy before each test, so the tests run
@@ -121,16 +122,9 @@ def test_switch_to_blue_idempotent_and_back_keeping_blue(pair):
     assert changes[0]["changed"] and changes[0]["to"] == "green" and changes[1]["kept_running"]
 
 
-def test_target_down_is_refused(pair):
-    blue = pair.stacks["blue"]
-    blue.compose("stop", "backend")
-    site_before = pair.site.read_bytes()
-    proc = pair.run("blue", **FAST)
-    assert proc.returncode != 0
-    assert "Refusing to switch traffic to blue" in proc.stdout
-    assert pair.site.read_bytes() == site_before
-    assert pair.served() == ["green"] * 5
-    assert set(pair.running("green").values()) == {"running"}
+# A target whose backend is down is refused before the switch: the fault matrix's case
+# (tests/faults/test_faults_blue_green.py::test_target_color_down, which also proves the lock free
+# and the report naming it), not run twice.
 
 
 def test_target_failing_after_switch_is_reverted(pair):
