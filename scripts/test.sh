@@ -7,7 +7,7 @@
 # Stages: unit, integration, faults, molecule, lint, sanity, docs, build. Exit status is non-zero when
 # any stage fails. Assumes scripts/setup.sh has run (`make test` does both). integration, faults and
 # molecule asked for together run as one pytest session (run_pool): the table gives each its own
-# result and the session's time once. TD_TEST_WORKERS sets the session's xdist workers (default 3).
+# result and the session's time once. TD_TEST_WORKERS sets the session's xdist workers (default 2).
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +36,7 @@ stage_unit() {
 # has its own fault-matrix stack (tests/faults/conftest.py); every stack has its own project name,
 # ports and directory, and every drill its own fixed ports, so all of them run side by side.
 # Most of a test is waiting on containers or on ansible-playbook's own start-up: TD_TEST_WORKERS
-# workers (default 3) keep the 2 cores busy.
+# workers (default 2) keep the 2 cores busy.
 pool_stages=(integration faults molecule)
 pool_ran=""
 pool_seconds=0
@@ -65,8 +65,8 @@ run_pool() {
     mapfile -t paths < <(pool_paths "$@")
     mkdir -p "$root/.cache"
     rm -f "$xml"
-    echo "(one pytest session for: $*; ${TD_TEST_WORKERS:-3} workers)"
-    pytest "${paths[@]}" -q -p no:randomly -n "${TD_TEST_WORKERS:-3}" --dist loadfile --durations=15 \
+    echo "(one pytest session for: $*; ${TD_TEST_WORKERS:-2} workers)"
+    pytest "${paths[@]}" -q -p no:randomly -n "${TD_TEST_WORKERS:-2}" --dist loadfile --durations=15 \
         --junitxml="$xml" -o junit_family=xunit2
     rc=$?
     pool_seconds=$((SECONDS - start))
@@ -249,7 +249,7 @@ for stage in "${stages[@]}"; do
     fi
 done
 if [[ $pool_ran == *" "* ]]; then
-    echo "* one pytest session for ${pool_ran// /, } (${TD_TEST_WORKERS:-3} workers): ${pool_seconds}s for all of them"
+    echo "* one pytest session for ${pool_ran// /, } (${TD_TEST_WORKERS:-2} workers): ${pool_seconds}s for all of them"
 fi
 echo "stages: $(( ${#stages[@]} - failed )) passed, $failed failed"
 [ "$failed" -eq 0 ]
