@@ -35,8 +35,9 @@ stage_unit() {
 # --dist loadfile: the tests of a module share one reference stack (module_stack_factory), each worker
 # has its own fault-matrix stack (tests/faults/conftest.py); every stack has its own project name,
 # ports and directory, and every drill its own fixed ports, so all of them run side by side.
-# Most of a test is waiting on containers or on ansible-playbook's own start-up: TD_TEST_WORKERS
-# workers (default 2) keep the 2 cores busy.
+# TD_TEST_WORKERS workers (default 2): the suite is CPU-bound (every module task is a Python start),
+# and more workers on 2 cores make the timing-bound checks (health deadlines, response-time targets)
+# fail under the load they add.
 pool_stages=(integration faults molecule)
 pool_ran=""
 pool_seconds=0
