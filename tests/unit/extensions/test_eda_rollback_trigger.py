@@ -153,8 +153,8 @@ def test_consecutive_failures_are_counted_across_windows(source, stack):
         assert verdicts[verdicts.index(fired[0]) + 1]["figures"]["targets"]["backend"]["carried_failures"] == 0
     # healthy again: a passing check ends any run, nothing fires
     stack.health = 200
-    assert not any(e["rollback_trigger"]["rollback"] for e in run(source, args_for(stack, api_url=None, window=0.5,
-                                                                                    failures=5, max_windows=2)))
+    healthy = run(source, args_for(stack, api_url=None, window=0.5, failures=5, max_windows=2))
+    assert not any(e["rollback_trigger"]["rollback"] for e in healthy)
 
 
 def test_errors_fire_the_error_rate_trigger(source, stack):
