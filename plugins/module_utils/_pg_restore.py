@@ -35,7 +35,7 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._pg_restore_st
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_output import parse_row_counts, qualify
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_sql import (
     CHECK_MESSAGE, GUARD_MESSAGE, ROW_COUNT_QUERY, count_differences, database_taken_sql, parse_tagged_lines,
-    restore_epilogue, restore_prelude, sql_lines, swap_back_sql, swap_problems_sql, swap_sql)
+    previous_databases_sql, prune_plan, quote_ident, restore_epilogue, restore_prelude, sql_lines, swap_back_sql, swap_problems_sql, swap_sql)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_task import (
     PgTask, Terminated, on_sigterm, raise_terminated)
 
@@ -148,6 +148,38 @@ class BackupRestore(PgTask):
                               % (kept, db, self.result['phases']['swap'], self.result['sessions_ended'], len(after),
                                  self.result['total_rows_after'],
                                  ', row counts equal to the verified backup' if expect is not None else '', previous))
+        return self.finish()
+
+    # -- state=pruned ------------------------------------------------------------------------
+    def prune(self):
+        """Drop the <db>_before_<stamp> databases but the newest keep_previous."""
+        db, keep = self.params['db'], self.params['keep_previous']
+        if self.conn.mode == 'compose':
+            self.conn.pin_container(self.run)
+        res = self.psql_statements([previous_databases_sql(db)])
+        if res.rc != 0:
+            self.fail('Cannot list the previous databases of %s: %s. Nothing was changed.'
+                      % (db, self.classify(res.stderr_text, res.rc)), cmd_result=res)
+        names = [line.strip() for line in res.stdout_text.splitlines() if line.strip()]
+        kept, dropped = prune_plan(names, keep)
+        self.result.update(previous_dbs=kept, dropped=[], changed=bool(dropped))
+        if self.module._diff:
+            self.result['diff'] = {'before': ''.join(n + '\n' for n in sorted(names)),
+                                   'after': ''.join(n + '\n' for n in sorted(kept))}
+        if self.module.check_mode or not dropped:
+            self.result['would_drop'] = dropped
+            self.result['msg'] = ('%s %s; keeping %s.' % (
+                'Would drop' if dropped else 'Nothing to drop', ', '.join(dropped) or '(keep_previous=%d)' % keep,
+                ', '.join(kept) or 'none'))
+            return self.finish()
+        for name in dropped:
+            res = self.psql_statements(['DROP DATABASE %s' % quote_ident(name)])
+            if res.rc != 0:
+                self.fail('Dropping the previous database %s failed: %s. Dropped so far: %s.'
+                          % (name, self.classify(res.stderr_text, res.rc), ', '.join(self.result['dropped']) or 'none'),
+                          cmd_result=res)
+            self.result['dropped'].append(name)
+        self.result['msg'] = 'Dropped %s; keeping %s.' % (', '.join(dropped), ', '.join(kept) or 'none')
         return self.finish()
 
     # -- state=restored ----------------------------------------------------------------------

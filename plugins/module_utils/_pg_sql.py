@@ -237,3 +237,23 @@ def swap_back_sql(live, kept, previous):
         'ALTER DATABASE %s RENAME TO %s' % (quote_ident(previous), quote_ident(live)),
         'COMMIT',
     ]
+
+
+PREVIOUS_INFIX = '_before_'
+# The stamp the role puts after the infix: YYYYmmdd_HHMMSS.
+PREVIOUS_STAMP_RE = '^[0-9]{8}_[0-9]{6}$'
+
+
+def previous_databases_sql(db):
+    """The databases ``<db>_before_<YYYYmmdd_HHMMSS>`` (what state=swapped keeps, as the role
+    names them), newest first, one per line."""
+    prefix = db + PREVIOUS_INFIX
+    return ("SELECT datname FROM pg_catalog.pg_database WHERE pg_catalog.left(datname, %d) = %s "
+            "AND pg_catalog.substr(datname, %d) ~ %s ORDER BY datname DESC"
+            % (len(prefix), quote_literal(prefix), len(prefix) + 1, quote_literal(PREVIOUS_STAMP_RE)))
+
+
+def prune_plan(names, keep):
+    """(kept, dropped): the newest ``keep`` of ``names`` (sorted newest first) and the rest."""
+    ordered = sorted(names, reverse=True)
+    return ordered[:keep], ordered[keep:]

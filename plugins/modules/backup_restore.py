@@ -47,6 +47,10 @@ description:
     (or is a superuser), and O(db) has nothing of its own that a copy created from C(template0) lacks
     (privileges or settings, a connection limit, another tablespace, encoding or locale). Otherwise the
     module fails and changes nothing."
+  - "O(state=pruned): the databases C(<db>_before_<YYYYmmdd_HHMMSS>) (the names the role
+    C(taylordash.rollback.database) gives O(previous_as)) but the newest O(keep_previous) are dropped. Only names
+    of exactly that form are touched. Take (and verify) a dump of a previous database first when its data may
+    still be needed: the role does, before it drops the one of the rollback it just did."
   - "Two ways to reach PostgreSQL, as M(taylordash.rollback.backup_verify): with O(project_dir),
     C(docker compose exec -T) into O(db_service) runs psql/pg_restore/pg_dump inside the container
     and the files on the module host are streamed through stdin and stdout (for a restore, the
@@ -69,6 +73,7 @@ attributes:
         nothing is restored.
       - O(state=dumped) reports where it would write the dump; pg_dump does not run.
       - O(state=swapped) runs its checks (a read-only query) and reports the renames it would do.
+      - O(state=pruned) lists the previous databases and reports those it would drop (RV(would_drop)).
   diff_mode:
     support: full
     details:
@@ -86,9 +91,10 @@ options:
   state:
     description:
       - V(restored) restores O(path) into O(db); V(dumped) writes a dump of O(db) to O(path); V(swapped) puts
-        the database O(swap_from) in the place of O(db), which is kept as O(previous_as).
+        the database O(swap_from) in the place of O(db), which is kept as O(previous_as); V(pruned) drops the
+        previous databases of O(db) but the newest O(keep_previous).
     type: str
-    choices: [restored, dumped, swapped]
+    choices: [restored, dumped, swapped, pruned]
     default: restored
   swap_from:
     description:
@@ -100,9 +106,15 @@ options:
       - With O(state=swapped), the new name of the database O(db) was before the swap; it must not exist. Required with
         O(state=swapped).
     type: str
+  keep_previous:
+    description:
+      - With O(state=pruned), how many of the newest C(<db>_before_<YYYYmmdd_HHMMSS>) databases to keep, from V(0) to
+        V(1000).
+    type: int
+    default: 1
   login_db:
     description:
-      - With O(state=swapped), the maintenance database to connect to for the renames (never O(db)).
+      - With O(state=swapped) and O(state=pruned), the maintenance database to connect to for the renames (never O(db)).
     type: str
     default: postgres
   path:
@@ -448,6 +460,24 @@ sessions_ended:
   returned: O(state=swapped), when the swap committed
   type: int
   sample: 0
+previous_dbs:
+  description: With O(state=pruned), the previous databases kept, newest first.
+  returned: O(state=pruned), when they were listed
+  type: list
+  elements: str
+  sample: [taylordash_before_20240518_101500]
+dropped:
+  description: With O(state=pruned), the previous databases dropped.
+  returned: O(state=pruned), when they were listed
+  type: list
+  elements: str
+  sample: [taylordash_before_20240401_090000]
+would_drop:
+  description: With O(state=pruned), in check mode or when there is nothing to drop, the databases that would be dropped.
+  returned: O(state=pruned), in check mode or when nothing was dropped
+  type: list
+  elements: str
+  sample: []
 swapped_back:
   description: With O(state=swapped), V(true) when the swap was undone because the row counts differed.
   returned: O(state=swapped), when the swap was undone
@@ -527,6 +557,7 @@ def validate_params(params):
     problems = [problem for problem in (
         number_problem(params, 'lock_timeout', 1, MAX_SECONDS),
         number_problem(params, 'connect_timeout', 1, MAX_SECONDS),
+        number_problem(params, 'keep_previous', 0, 1000, unit=''),
     ) if problem]
     if params['sha256'] is not None and not _SHA256_RE.match(params['sha256']):
         problems.append('sha256 must be 64 hexadecimal digits')
@@ -549,11 +580,12 @@ def validate_params(params):
 def main():
     module, conn, locale = start_module(
         dict(
-            state=dict(type='str', default='restored', choices=['restored', 'dumped', 'swapped']),
+            state=dict(type='str', default='restored', choices=['restored', 'dumped', 'swapped', 'pruned']),
             path=dict(type='path'),
             swap_from=dict(type='str'),
             previous_as=dict(type='str'),
             login_db=dict(type='str', default='postgres'),
+            keep_previous=dict(type='int', default=1),
             db=dict(type='str', required=True),
             clean_schemas=dict(type='list', elements='str', default=['public']),
             expect_rows=dict(type='dict'),
@@ -573,6 +605,8 @@ def main():
         result = worker.dump()
     elif module.params['state'] == 'swapped':
         result = worker.swap()
+    elif module.params['state'] == 'pruned':
+        result = worker.prune()
     else:
         result = worker.restore()
     module.exit_json(**result)

@@ -167,3 +167,19 @@ def test_failed_verification_keeps_nothing(pg_server, backup, live, tmp_path):
     result = verify(pg_server, path=str(backup), keep_as=kept, keep_for=live, expect_tables=["sessions"])
     assert result["failed"] is True and "public.sessions" in result["msg"]
     assert kept not in pg_server.databases()
+
+
+def test_prune_keeps_the_newest_previous_databases(pg_server, live):
+    names = ["%s_before_2026010%d_120000" % (live, day) for day in (1, 2, 3)]
+    for name in names + [live + "_before_manual"]:
+        pg_server.psql('CREATE DATABASE "%s"' % name)
+    checked = run(pg_server, "backup_restore", RESTORE_DOCUMENTED, check_mode=True, state="pruned", db=live, keep_previous=1)
+    assert checked["failed"] is False and checked["changed"] is True, checked["msg"]
+    assert checked["would_drop"] == [names[1], names[0]]
+    assert set(names) <= set(pg_server.databases())
+    done = run(pg_server, "backup_restore", RESTORE_DOCUMENTED, state="pruned", db=live, keep_previous=1)
+    assert done["failed"] is False, done["msg"]
+    assert done["dropped"] == [names[1], names[0]] and done["previous_dbs"] == [names[2]]
+    left = pg_server.databases()
+    assert names[2] in left and live + "_before_manual" in left, "only stamped names beyond the newest are dropped"
+    assert names[0] not in left and names[1] not in left
