@@ -93,7 +93,8 @@ class BackupRestore(PgTask):
             self.fail('Cannot swap %s into %s: the server check failed: %s. Nothing was changed.'
                       % (kept, db, self.classify(res.stderr_text, res.rc)), cmd_result=res)
         problems = [p for p in [tags.get('swap')] if p]
-        if tags.get('kept') != 'yes':
+        # In check mode backup_verify keeps no copy: a missing swap_from is what a dry run sees.
+        if tags.get('kept') != 'yes' and not (self.module.check_mode and self.params['swap_from_may_be_missing']):
             problems.append('database %s (swap_from) does not exist' % kept)
         if tags.get('previous') == 'yes':
             problems.append('database %s (previous_as) already exists; choose another name' % previous)
@@ -101,10 +102,20 @@ class BackupRestore(PgTask):
             self.fail('Cannot swap %s into %s: %s. Nothing was changed; restore in place (state=restored) '
                       'where a swap cannot work.' % (kept, db, '; '.join(problems)))
         self.result['changed'] = True
-        if self.module._diff:
-            self.result['diff'] = {'before_header': 'databases', 'before': '%s\n%s\n' % (db, kept),
-                                   'after_header': 'databases', 'after': '%s (was %s)\n%s (was %s)\n' % (db, kept, previous, db)}
+        expect = self.params['expect_rows']
         if self.module.check_mode:
+            # What would change: the rows now, and those of the verified copy (read-only).
+            before, count_res = self.count_rows(db)
+            if before is None:
+                self.fail('Cannot swap %s into %s: counting its rows failed: %s. Nothing was changed.'
+                          % (kept, db, self.classify(count_res.stderr_text, count_res.rc)), cmd_result=count_res)
+            self.result['rows_before'] = before
+            self.result['total_rows_before'] = sum(t['rows'] for t in before)
+            if self.module._diff:
+                after_text = counts_text(sorted(({'name': qualify(k), 'rows': int(v)} for k, v in expect.items()),
+                                                key=lambda t: t['name'])) if expect is not None else '(those of %s)\n' % kept
+                self.result['diff'] = {'before_header': '%s row counts' % db, 'before': counts_text(before),
+                                       'after_header': '%s row counts' % db, 'after': after_text}
             self.result['msg'] = ('Would rename database %s to %s and %s to %s in one transaction; nothing was '
                                   'changed (check mode).' % (db, previous, kept, db))
             return self.finish()
@@ -122,7 +133,9 @@ class BackupRestore(PgTask):
         self.begin_phase('count_after')
         after, count_res = self.count_rows(db)
         self.end_phase()
-        expect = self.params['expect_rows']
+        if self.module._diff:
+            self.result['diff'] = {'before_header': 'databases', 'before': '%s\n%s\n' % (db, kept),
+                                   'after_header': 'databases', 'after': '%s (was %s)\n%s (was %s)\n' % (db, kept, previous, db)}
         problems = None
         if after is None:
             problems = ['counting the rows of %s failed: %s' % (db, self.classify(count_res.stderr_text, count_res.rc))]

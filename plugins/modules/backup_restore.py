@@ -72,7 +72,8 @@ attributes:
       - O(state=restored) reports what it would restore and the current row counts (a read-only query);
         nothing is restored.
       - O(state=dumped) reports where it would write the dump; pg_dump does not run.
-      - O(state=swapped) runs its checks (a read-only query) and reports the renames it would do.
+      - O(state=swapped) runs its checks (a read-only query), counts the rows of O(db) (RV(rows_before)) and reports the
+        renames it would do.
       - O(state=pruned) lists the previous databases and reports those it would drop (RV(would_drop)).
   diff_mode:
     support: full
@@ -106,6 +107,12 @@ options:
       - With O(state=swapped), the new name of the database O(db) was before the swap; it must not exist. Required with
         O(state=swapped).
     type: str
+  swap_from_may_be_missing:
+    description:
+      - With O(state=swapped) in check mode, accept that O(swap_from) does not exist (M(taylordash.rollback.backup_verify)
+        keeps no copy in check mode, so a dry run of both cannot have one). Ignored outside check mode.
+    type: bool
+    default: false
   keep_previous:
     description:
       - With O(state=pruned), how many of the newest C(<db>_before_<YYYYmmdd_HHMMSS>) databases to keep, from V(0) to
@@ -361,13 +368,13 @@ clean_schemas:
   elements: str
   sample: [public]
 committed:
-  description: Whether the restore transaction committed. V(false) on every failure and in check mode.
-  returned: O(state=restored)
+  description: Whether the restore (or swap) transaction committed. V(false) on every failure, after a swap was undone, and in check mode.
+  returned: O(state=restored) and O(state=swapped)
   type: bool
   sample: true
 rows_before:
   description: Tables of the database with their exact row counts before the restore.
-  returned: O(state=restored), when the database answered
+  returned: O(state=restored), when the database answered; O(state=swapped) in check mode
   type: list
   elements: dict
   contains:
@@ -383,13 +390,14 @@ rows_after:
     - Tables of the database with their exact row counts after the restore, counted right after the commit
       (before any writer is started again). After a failed restore they show the database as it is, which
       is as it was.
-  returned: O(state=restored), when the restore ran and the database answered
+    - With O(state=swapped), the rows of the new O(db), counted right after the swap.
+  returned: O(state=restored) or O(state=swapped), when the restore ran and the database answered
   type: list
   elements: dict
   sample: [{name: public.projects, rows: 5000}, {name: public.users, rows: 3000}]
 total_rows_before:
   description: Sum of RV(rows_before).
-  returned: O(state=restored), when the database answered
+  returned: O(state=restored), when the database answered; O(state=swapped) in check mode
   type: int
   sample: 9120
 total_rows_after:
@@ -567,7 +575,11 @@ def validate_params(params):
     problems += whole_number_problems('expect_rows', params['expect_rows'])
     for option in ('swap_from', 'previous_as'):
         problems += database_name_problems(option, params.get(option))
+    if params['state'] in ('restored', 'dumped') and not params.get('path'):
+        problems.append('path is required with state=%s' % params['state'])
     if params['state'] == 'swapped':
+        problems += ['%s is required with state=swapped' % option for option in ('swap_from', 'previous_as')
+                     if not params.get(option)]
         names = [params['db'], params.get('swap_from'), params.get('previous_as'), params.get('login_db')]
         if None not in names and len(set(names)) != len(names):
             problems.append('db, swap_from, previous_as and login_db must name four different databases')
@@ -586,6 +598,7 @@ def main():
             previous_as=dict(type='str'),
             login_db=dict(type='str', default='postgres'),
             keep_previous=dict(type='int', default=1),
+            swap_from_may_be_missing=dict(type='bool', default=False),
             db=dict(type='str', required=True),
             clean_schemas=dict(type='list', elements='str', default=['public']),
             expect_rows=dict(type='dict'),
