@@ -154,7 +154,7 @@ options:
       - Every table of O(clean_schemas) must be listed, and every listed table must exist with exactly that
         many rows; otherwise the restore is rolled back and the message names the tables that differ.
       - Not checked when unset.
-      - With O(state=swapped), the row counts the new O(db) must have after the swap: every table of the database
+      - With O(state=swapped), the row counts the new O(db) must have after the swap; every table of the database
         must be listed with exactly that many rows, else the swap is undone.
     type: dict
   sha256:
