@@ -387,7 +387,9 @@ def failure_runs(restore_stacks, tmp_path_factory):
     plain, zipped, custom = restore_stacks["plain"], restore_stacks["gzip"], restore_stacks["custom"]
     hosts, expected = bad_inputs(plain, tmp)
     hosts["not_running"] = host_vars(custom, database_backup_path=str(custom.backup))
-    hosts["lock_held"] = host_vars(zipped, database_backup_path=str(zipped.backup), database_lock_timeout=2)
+    # in place: a swap ends the sessions left on the database (that is its documented way), and would succeed
+    hosts["lock_held"] = host_vars(zipped, database_backup_path=str(zipped.backup), database_lock_timeout=2,
+                                   database_restore_method="in_place")
     # issue 9: postgresql_ping with a wrong password fails the role before anything changes
     (tmp / "report_check_password").mkdir()
     hosts["check_password"] = host_vars(plain, database_backup_path=str(plain.backup),
@@ -795,7 +797,8 @@ def test_lossy_safety_dump_stops_the_restore_before_anything_is_dropped(restore_
     dumps = safety_dumps(stack)
     wrapper = lossy_docker(tmp_path)
     proc = run_playbook(PLAYBOOK, extra_vars={"database_action": "restore", "database_backup_path": str(stack.backup),
-                                              "validate_script_enabled": False, "validate_perf_enabled": False},
+                                              "validate_script_enabled": False, "validate_perf_enabled": False,
+                                              "database_restore_method": "in_place"},
                         inventory=inventory(tmp_path, "lossy", host_vars(stack)),
                         env={"PATH": "%s:%s" % (wrapper.parent, os.environ["PATH"])})
     assert proc.returncode != 0, proc.stdout[-3000:]
