@@ -43,6 +43,14 @@ ARCHIVE_ERROR_KINDS = ('archive_corrupt', 'archive_version', 'unknown')
 CONTAINER_TMP_PREFIX = '/tmp/rollback_verify_'
 
 
+class _NotCreated(object):
+    """Stands for the result of a drop that was not needed: rc 0."""
+    rc = 0
+
+
+NOT_CREATED = _NotCreated()
+
+
 def choose_backup(backup_dir, pattern):
     """The newest regular file (by mtime, then name) matching pattern in backup_dir, or None."""
     best = None
@@ -370,20 +378,25 @@ class BackupVerifier(PgTask):
             # Runs on failures, on exceptions and on SIGTERM alike; IF EXISTS makes it safe
             # when CREATE DATABASE itself failed. A database named by keep_as is only dropped
             # when this run created it; a verified one is kept.
-            if self.keep and failure is None:
+            kept = self.keep and failure is None
+            if kept:
                 drop_res = None
             elif self.keep_as and not self.created:
-                drop_res = None
+                # Not created by this run (CREATE failed): nothing of ours to drop, and a database
+                # of that name, if any, is not ours.
+                drop_res = NOT_CREATED
                 self.result['scratch_dropped'] = True
             else:
                 drop_res = self.drop()
-        if drop_res is None:
+        if kept:
             self.result['tables'] = tables
             self.result['total_rows'] = sum(t['rows'] for t in tables)
             self.result['kept_db'] = self.scratch
             self.result['changed'] = True
             return tables
-        if drop_res.rc == 0:
+        if drop_res is NOT_CREATED:
+            drop_note = 'no database was created'
+        elif drop_res.rc == 0:
             drop_note = 'the scratch database %s was dropped' % self.scratch
         else:
             drop_note = ('dropping the scratch database %s FAILED (%s); make sure it is gone: DROP DATABASE IF EXISTS "%s"'

@@ -183,3 +183,26 @@ def test_prune_keeps_the_newest_previous_databases(pg_server, live):
     left = pg_server.databases()
     assert names[2] in left and live + "_before_manual" in left, "only stamped names beyond the newest are dropped"
     assert names[0] not in left and names[1] not in left
+
+
+def test_no_permission_to_create_databases(pg_server, backup, live):
+    """A role without CREATEDB that does not own the live database: the verification cannot create its
+    copy (clear message, nothing left), and a swap is refused before anything changes."""
+    role, password = "swnocreate_" + secrets.token_hex(3), secrets.token_hex(12)
+    pg_server.psql("CREATE ROLE %s LOGIN PASSWORD '%s'" % (role, password))
+    try:
+        login = {"login_user": role, "login_password": password}
+        kept = live + "_rollback_7"
+        result = verify(pg_server, path=str(backup), keep_as=kept, keep_for=live, **login)
+        assert result["failed"] is True
+        assert "cannot create the scratch database %s" % kept in result["msg"], result["msg"]
+        assert "permission denied to create database" in result["msg"], result["msg"]
+        assert kept not in pg_server.databases()
+        pg_server.psql("CREATE DATABASE %s" % kept)
+        done = swap(pg_server, db=live, swap_from=kept, previous_as=live + "_before_7", **login)
+        assert done["failed"] is True and done["changed"] is False
+        assert "role %s may not create databases (CREATEDB)" % role in done["msg"], done["msg"]
+        assert "role %s does not own database %s" % (role, live) in done["msg"], done["msg"]
+        assert rows(pg_server, live) == "1 0" and kept in pg_server.databases()
+    finally:
+        pg_server.psql("DROP ROLE %s" % role)
