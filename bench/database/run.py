@@ -220,6 +220,8 @@ def main():
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="leave the stack up afterwards")
+    parser.add_argument("--method", choices=["auto", "swap", "in_place"], default="auto",
+                        help="database_restore_method of (c) (issue 17; auto swaps on the reference stack)")
     opts = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-database-"))
@@ -241,6 +243,7 @@ def main():
                 key, value = line.split("=", 1)
                 env[key] = value
         stack_vars = {
+            "database_restore_method": opts.method,
             "stack_project_dir": str(stack_dir), "stack_compose_project": name,
             "stack_services": [
                 {"name": "backend", "image": "%s_backend" % name,

@@ -34,7 +34,8 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._pg_restore_st
     TAIL_KEEP, RestoreStream, stream_line_to_dump_line)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_output import parse_row_counts, qualify
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_sql import (
-    CHECK_MESSAGE, GUARD_MESSAGE, ROW_COUNT_QUERY, restore_epilogue, restore_prelude, sql_lines)
+    CHECK_MESSAGE, GUARD_MESSAGE, ROW_COUNT_QUERY, count_differences, database_taken_sql, parse_tagged_lines,
+    previous_databases_sql, prune_plan, quote_ident, restore_epilogue, restore_prelude, sql_lines, swap_back_sql, swap_problems_sql, swap_sql)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_task import (
     PgTask, Terminated, on_sigterm, raise_terminated)
 
@@ -60,14 +61,139 @@ class BackupRestore(PgTask):
     def classify(self, stderr, rc):
         return self.classify_text(stderr, rc)[1]
 
-    def count_rows(self):
-        res = self.run(self.conn.psql_argv(self.params['db'], psql_query_args(ROW_COUNT_QUERY, True)))
+    def count_rows(self, db=None):
+        res = self.run(self.conn.psql_argv(db or self.params['db'], psql_query_args(ROW_COUNT_QUERY, True)))
         if res.rc != 0:
             return None, res
         try:
             return parse_row_counts(res.stdout), None
         except ValueError:
             return None, res
+
+    # -- state=swapped -----------------------------------------------------------------------
+    def psql_statements(self, statements):
+        args = ['-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1']
+        for statement in statements:
+            args += ['-c', statement]
+        return self.run(self.conn.psql_argv(self.params['login_db'], args))
+
+    def swap(self):
+        """Rename db to previous_as and swap_from to db, in one transaction; count the rows of
+        the new db and, when they differ from expect_rows, swap back."""
+        db, kept, previous = self.params['db'], self.params['swap_from'], self.params['previous_as']
+        self.result.update(swap_from=kept, previous_db=previous, committed=False)
+        if self.conn.mode == 'compose':
+            self.conn.pin_container(self.run)
+        self.begin_phase('check')
+        res = self.psql_statements([swap_problems_sql(db), database_taken_sql(kept, 'kept'),
+                                    database_taken_sql(previous, 'previous')])
+        self.end_phase()
+        tags = parse_tagged_lines(res.stdout_text)
+        if res.rc != 0 or 'previous' not in tags:
+            self.fail('Cannot swap %s into %s: the server check failed: %s. Nothing was changed.'
+                      % (kept, db, self.classify(res.stderr_text, res.rc)), cmd_result=res)
+        problems = [p for p in [tags.get('swap')] if p]
+        # In check mode backup_verify keeps no copy: a missing swap_from is what a dry run sees.
+        if tags.get('kept') != 'yes' and not (self.module.check_mode and self.params['swap_from_may_be_missing']):
+            problems.append('database %s (swap_from) does not exist' % kept)
+        if tags.get('previous') == 'yes':
+            problems.append('database %s (previous_as) already exists; choose another name' % previous)
+        if problems:
+            self.fail('Cannot swap %s into %s: %s. Nothing was changed; restore in place (state=restored) '
+                      'where a swap cannot work.' % (kept, db, '; '.join(problems)))
+        self.result['changed'] = True
+        expect = self.params['expect_rows']
+        if self.module.check_mode:
+            # What would change: the rows now, and those of the verified copy (read-only).
+            before, count_res = self.count_rows(db)
+            if before is None:
+                self.fail('Cannot swap %s into %s: counting its rows failed: %s. Nothing was changed.'
+                          % (kept, db, self.classify(count_res.stderr_text, count_res.rc)), cmd_result=count_res)
+            self.result['rows_before'] = before
+            self.result['total_rows_before'] = sum(t['rows'] for t in before)
+            if self.module._diff:
+                after_text = counts_text(sorted(({'name': qualify(k), 'rows': int(v)} for k, v in expect.items()),
+                                                key=lambda t: t['name'])) if expect is not None else '(those of %s)\n' % kept
+                self.result['diff'] = {'before_header': '%s row counts' % db, 'before': counts_text(before),
+                                       'after_header': '%s row counts' % db, 'after': after_text}
+            self.result['msg'] = ('Would rename database %s to %s and %s to %s in one transaction; nothing was '
+                                  'changed (check mode).' % (db, previous, kept, db))
+            return self.finish()
+        self.begin_phase('swap')
+        res = self.psql_statements(swap_sql(db, kept, previous))
+        self.end_phase()
+        if res.rc != 0:
+            self.result['changed'] = False
+            self.fail('Swapping %s into %s failed: %s. The transaction was rolled back: %s is as it was and the '
+                      'verified copy is still %s.' % (kept, db, self.classify(res.stderr_text, res.rc), db, kept),
+                      cmd_result=res)
+        self.result['committed'] = True
+        lines = [line for line in res.stdout_text.splitlines() if line.strip().isdigit()]
+        self.result['sessions_ended'] = int(lines[0]) if lines else 0
+        self.begin_phase('count_after')
+        after, count_res = self.count_rows(db)
+        self.end_phase()
+        if self.module._diff:
+            self.result['diff'] = {'before_header': 'databases', 'before': '%s\n%s\n' % (db, kept),
+                                   'after_header': 'databases', 'after': '%s (was %s)\n%s (was %s)\n' % (db, kept, previous, db)}
+        problems = None
+        if after is None:
+            problems = ['counting the rows of %s failed: %s' % (db, self.classify(count_res.stderr_text, count_res.rc))]
+        else:
+            self.result['rows_after'] = after
+            self.result['total_rows_after'] = sum(t['rows'] for t in after)
+            if expect is not None:
+                problems = count_differences(expect, after) or None
+        if problems:
+            back = self.psql_statements(swap_back_sql(db, kept, previous))
+            if back.rc != 0:
+                self.fail('Swapped %s into %s, but %s; swapping back FAILED (%s): the data from before is in database %s '
+                          '- rename it back by hand (ALTER DATABASE "%s" RENAME TO "%s", after renaming %s away).'
+                          % (kept, db, '; '.join(problems), self.classify(back.stderr_text, back.rc), previous,
+                             previous, db, db), cmd_result=back)
+            self.result['committed'] = False
+            self.result['changed'] = False
+            self.result['swapped_back'] = True
+            self.fail('Swapped %s into %s, but %s; swapped back: %s is as it was and the copy is %s again.'
+                      % (kept, db, '; '.join(problems), db, kept))
+        self.result['msg'] = ('Swapped database %s into %s in %.2f s (one transaction, %d session(s) ended): %d tables, '
+                              '%d rows%s. The data from before is in database %s.'
+                              % (kept, db, self.result['phases']['swap'], self.result['sessions_ended'], len(after),
+                                 self.result['total_rows_after'],
+                                 ', row counts equal to the verified backup' if expect is not None else '', previous))
+        return self.finish()
+
+    # -- state=pruned ------------------------------------------------------------------------
+    def prune(self):
+        """Drop the <db>_before_<stamp> databases but the newest keep_previous."""
+        db, keep = self.params['db'], self.params['keep_previous']
+        if self.conn.mode == 'compose':
+            self.conn.pin_container(self.run)
+        res = self.psql_statements([previous_databases_sql(db)])
+        if res.rc != 0:
+            self.fail('Cannot list the previous databases of %s: %s. Nothing was changed.'
+                      % (db, self.classify(res.stderr_text, res.rc)), cmd_result=res)
+        names = [line.strip() for line in res.stdout_text.splitlines() if line.strip()]
+        kept, dropped = prune_plan(names, keep)
+        self.result.update(previous_dbs=kept, dropped=[], changed=bool(dropped))
+        if self.module._diff:
+            self.result['diff'] = {'before': ''.join(n + '\n' for n in sorted(names)),
+                                   'after': ''.join(n + '\n' for n in sorted(kept))}
+        if self.module.check_mode or not dropped:
+            self.result['would_drop'] = dropped
+            self.result['msg'] = ('%s %s; keeping %s.' % (
+                'Would drop' if dropped else 'Nothing to drop', ', '.join(dropped) or '(keep_previous=%d)' % keep,
+                ', '.join(kept) or 'none'))
+            return self.finish()
+        for name in dropped:
+            res = self.psql_statements(['DROP DATABASE %s' % quote_ident(name)])
+            if res.rc != 0:
+                self.fail('Dropping the previous database %s failed: %s. Dropped so far: %s.'
+                          % (name, self.classify(res.stderr_text, res.rc), ', '.join(self.result['dropped']) or 'none'),
+                          cmd_result=res)
+            self.result['dropped'].append(name)
+        self.result['msg'] = 'Dropped %s; keeping %s.' % (', '.join(dropped), ', '.join(kept) or 'none')
+        return self.finish()
 
     # -- state=restored ----------------------------------------------------------------------
     def restore(self):

@@ -140,3 +140,120 @@ def drop_database_sql(name, server_version_num):
     # WITH (FORCE) (PostgreSQL 13+) ends sessions a killed restore may have left behind.
     force = ' WITH (FORCE)' if server_version_num and server_version_num >= 130000 else ''
     return 'DROP DATABASE IF EXISTS %s%s' % (quote_ident(name), force)
+
+
+def swap_problems_sql(live):
+    """One row, one text: why the login role cannot replace database ``live`` by renaming a kept
+    copy in its place (empty when it can). Run in the maintenance database. A swap must give the
+    same database as an in-place restore would, so a database with anything of its own that a
+    copy created from template0 would not carry (privileges, settings, a connection limit, a
+    tablespace, another encoding or locale) is refused, as is one the role may not rename."""
+    lit = quote_literal(live)
+    return (
+        "SELECT 'swap:' || concat_ws('; ', "
+        "CASE WHEN d.oid IS NULL THEN 'database ' || %(lit)s || ' does not exist' END, "
+        "CASE WHEN %(lit)s = current_database() THEN 'database ' || %(lit)s || ' is the maintenance database (login_db) "
+        "the swap connects to' END, "
+        "CASE WHEN NOT (r.rolsuper OR r.rolcreatedb) THEN 'role ' || r.rolname || ' may not create databases (CREATEDB)' END, "
+        "CASE WHEN d.oid IS NOT NULL AND NOT r.rolsuper AND NOT pg_catalog.pg_has_role(d.datdba, 'MEMBER') "
+        "THEN 'role ' || r.rolname || ' does not own database ' || %(lit)s END, "
+        "CASE WHEN d.datacl IS NOT NULL THEN 'database ' || %(lit)s || ' has privileges of its own (GRANT ... ON DATABASE)' END, "
+        "CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting s WHERE s.setdatabase = d.oid) "
+        "THEN 'database ' || %(lit)s || ' has settings of its own (ALTER DATABASE ... SET)' END, "
+        "CASE WHEN d.datconnlimit <> -1 THEN 'database ' || %(lit)s || ' has a connection limit' END, "
+        "CASE WHEN d.datistemplate THEN 'database ' || %(lit)s || ' is a template' END, "
+        "CASE WHEN d.dattablespace <> t.dattablespace OR d.encoding <> t.encoding OR d.datcollate <> t.datcollate "
+        "OR d.datctype <> t.datctype THEN 'database ' || %(lit)s || ' has another tablespace, encoding or locale "
+        "than template0' END) "
+        "FROM pg_catalog.pg_roles r "
+        "CROSS JOIN (SELECT * FROM pg_catalog.pg_database WHERE datname = 'template0') t "
+        "LEFT JOIN pg_catalog.pg_database d ON d.datname = %(lit)s "
+        "WHERE r.rolname = current_user" % {'lit': lit})
+
+
+TAGS = ('swap', 'taken', 'kept', 'previous')
+
+
+def database_taken_sql(name, tag='taken'):
+    """One row: C(<tag>:yes) when a database of that name exists, else C(<tag>:no)."""
+    return ("SELECT '%s:' || CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s) "
+            "THEN 'yes' ELSE 'no' END" % (tag, quote_literal(name)))
+
+
+def parse_tagged_lines(stdout):
+    """The C(tag:value) lines of psql -A -t output (swap_problems_sql, database_taken_sql) as a
+    dict; other lines (the server version) are left out. The first line of a tag wins."""
+    if isinstance(stdout, bytes):
+        stdout = stdout.decode('utf-8', 'replace')
+    tags = {}
+    for line in stdout.splitlines():
+        tag, sep, value = line.partition(':')
+        if sep and tag in TAGS and tag not in tags:
+            tags[tag] = value.strip()
+    return tags
+
+
+def count_differences(expected, tables):
+    """Tables whose rows differ between ``expected`` (name -> rows; a name without a schema means
+    public) and ``tables`` (the [{name, rows}] counted), sorted; [] when they are equal."""
+    want = dict((qualify(k), int(v)) for k, v in expected.items())
+    have = dict((t['name'], t['rows']) for t in tables)
+    problems = []
+    for name in sorted(set(want) | set(have)):
+        if name not in have:
+            problems.append('%s is missing (the verified backup has %d rows)' % (name, want[name]))
+        elif name not in want:
+            problems.append('%s has %d rows but is not in the verified backup' % (name, have[name]))
+        elif want[name] != have[name]:
+            problems.append('%s has %d rows, the verified backup %d' % (name, have[name], want[name]))
+    return problems
+
+
+def swap_sql(live, kept, previous):
+    """One transaction: end the sessions of both databases, rename ``live`` to ``previous`` and
+    ``kept`` to ``live``, and give the new ``live`` the owner the old one had. ALTER DATABASE ...
+    RENAME runs inside a transaction: any failure (a session that will not go, a name taken)
+    rolls both renames back. PostgreSQL waits up to 5 s for terminated sessions to go."""
+    return [
+        'BEGIN',
+        'SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity '
+        'WHERE datname IN (%s, %s) AND pid <> pg_catalog.pg_backend_pid()' % (quote_literal(live), quote_literal(kept)),
+        'ALTER DATABASE %s RENAME TO %s' % (quote_ident(live), quote_ident(previous)),
+        'ALTER DATABASE %s RENAME TO %s' % (quote_ident(kept), quote_ident(live)),
+        "DO $owner$ BEGIN EXECUTE pg_catalog.format('ALTER DATABASE %%I OWNER TO %%I', %s, "
+        "(SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database WHERE datname = %s)); END $owner$"
+        % (quote_literal(live), quote_literal(previous)),
+        'COMMIT',
+    ]
+
+
+def swap_back_sql(live, kept, previous):
+    """The swap undone, in one transaction: ``live`` goes back to ``kept``, ``previous`` to ``live``."""
+    return [
+        'BEGIN',
+        'SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity '
+        'WHERE datname IN (%s, %s) AND pid <> pg_catalog.pg_backend_pid()' % (quote_literal(live), quote_literal(previous)),
+        'ALTER DATABASE %s RENAME TO %s' % (quote_ident(live), quote_ident(kept)),
+        'ALTER DATABASE %s RENAME TO %s' % (quote_ident(previous), quote_ident(live)),
+        'COMMIT',
+    ]
+
+
+PREVIOUS_INFIX = '_before_'
+# The stamp the role puts after the infix: YYYYmmdd_HHMMSS.
+PREVIOUS_STAMP_RE = '^[0-9]{8}_[0-9]{6}$'
+
+
+def previous_databases_sql(db):
+    """The databases ``<db>_before_<YYYYmmdd_HHMMSS>`` (what state=swapped keeps, as the role
+    names them), newest first, one per line."""
+    prefix = db + PREVIOUS_INFIX
+    return ("SELECT datname FROM pg_catalog.pg_database WHERE pg_catalog.left(datname, %d) = %s "
+            "AND pg_catalog.substr(datname, %d) ~ %s ORDER BY datname DESC"
+            % (len(prefix), quote_literal(prefix), len(prefix) + 1, quote_literal(PREVIOUS_STAMP_RE)))
+
+
+def prune_plan(names, keep):
+    """(kept, dropped): the newest ``keep`` of ``names`` (sorted newest first) and the rest."""
+    ordered = sorted(names, reverse=True)
+    return ordered[:keep], ordered[keep:]

@@ -82,6 +82,24 @@ def whole_number_problems(option, mapping):
     return problems
 
 
+# PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes: a longer name would not be the
+# database the operator named.
+MAX_IDENTIFIER_BYTES = 63
+
+
+def database_name_problems(option, name):
+    """Problems with an option that names a database (None: unset, no problem)."""
+    if name is None:
+        return []
+    if not name.strip():
+        return ['%s must name a database, got an empty name' % option]
+    if '\x00' in name:
+        return ['%s holds a NUL character, which no database name can' % option]
+    if len(name.encode('utf-8')) > MAX_IDENTIFIER_BYTES:
+        return ['%s (%s...) is longer than %d bytes, PostgreSQL\'s limit for a name' % (option, name[:20], MAX_IDENTIFIER_BYTES)]
+    return []
+
+
 class PgModule(RollbackModule):
     """The RollbackModule of the two PostgreSQL modules (kept as a name for their shared setup)."""
 

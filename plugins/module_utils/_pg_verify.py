@@ -33,14 +33,22 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._pg_dump_scan 
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_output import (
     archive_summary, check_expectations, parse_pg_restore_list, parse_row_counts, parse_server_version)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_sql import (
-    COUNT_MARKER, COUNT_TRAILER, ROW_COUNT_QUERY, SERVER_VERSION_QUERY, create_database_sql, drop_database_sql,
-    new_scratch_name)
+    COUNT_MARKER, COUNT_TRAILER, ROW_COUNT_QUERY, SERVER_VERSION_QUERY, create_database_sql, database_taken_sql,
+    drop_database_sql, new_scratch_name, parse_tagged_lines, swap_problems_sql)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_task import PgTask
 
 RESTORE_STDOUT_LIMIT = 64 * 1024
 # classify_error kinds that blame the archive rather than the way to the server
 ARCHIVE_ERROR_KINDS = ('archive_corrupt', 'archive_version', 'unknown')
 CONTAINER_TMP_PREFIX = '/tmp/rollback_verify_'
+
+
+class _NotCreated(object):
+    """Stands for the result of a drop that was not needed: rc 0."""
+    rc = 0
+
+
+NOT_CREATED = _NotCreated()
 
 
 def choose_backup(backup_dir, pattern):
@@ -122,6 +130,11 @@ class BackupVerifier(PgTask):
         self.scratch = None
         self.server_version_num = None
         self.session_counts = None
+        # keep_as: the verified copy is kept under this name (not in check mode, and only when
+        # keep_for, if given, could be swapped for it); created: this run created self.scratch.
+        self.keep_as = None if module.check_mode else module.params.get('keep_as')
+        self.keep = False
+        self.created = False
 
     def classify(self, res):
         return self.classify_result(res)[1]
@@ -214,14 +227,35 @@ class BackupVerifier(PgTask):
         compose mode one container exec less). Fails, before any database exists, when the
         server does not answer; returns the result, whose rc says whether the CREATE worked.
         With a BackgroundScan, its verdict comes first: a bad file fails as a bad file."""
-        args = ['-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', SERVER_VERSION_QUERY,
-                '-c', create_database_sql(self.scratch)]
+        args = ['-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', SERVER_VERSION_QUERY]
+        keep_for = self.params.get('keep_for')
+        if keep_for:
+            args += ['-c', swap_problems_sql(keep_for)]
+        keep_as = self.params.get('keep_as')
+        if keep_as:
+            # Also in check mode: a name already taken is reported before the real run.
+            args += ['-c', database_taken_sql(keep_as)]
+        args += ['-c', create_database_sql(self.scratch)]
         res = self.run(self.conn.psql_argv(self.params['login_db'], args))
+        self.created = res.rc == 0
         problem = None
         try:
             self.result['server_version'], self.server_version_num = parse_server_version(res.stdout_text)
         except ValueError as exc:
             problem = exc
+        tags = parse_tagged_lines(res.stdout_text)
+        if keep_for and 'swap' in tags:
+            self.result['keep_problem'] = tags['swap'] or None
+        if keep_as and tags.get('taken') == 'yes':
+            # Never dropped: it is not ours. Fails before the backup is restored anywhere (in
+            # check mode the random scratch database was created: drop it).
+            if self.created and not self.keep_as:
+                self.drop()
+            self.created = False
+            if integrity is not None:
+                integrity.wait()
+            self.fail('Cannot keep the verified copy as %s: a database of that name already exists (left as it is). '
+                      'Drop or rename it, or choose another keep_as; nothing was changed.' % keep_as)
         if integrity is not None:
             # A bad file is reported as such, whatever the server said.
             self.integrity_verdict(integrity, created=res.rc == 0 and problem is None)
@@ -316,8 +350,9 @@ class BackupVerifier(PgTask):
 
     def verify(self, path, fmt, integrity=None):
         self.begin_phase('restore')
-        self.scratch = new_scratch_name(uuid.uuid4().hex[:12])
+        self.scratch = self.keep_as or new_scratch_name(uuid.uuid4().hex[:12])
         res = self.connect_and_create(integrity)
+        self.keep = bool(self.keep_as) and self.created and not self.result.get('keep_problem')
         self.result['scratch_db'] = self.scratch
         self.result['scratch_dropped'] = True
         failure = None
@@ -334,11 +369,34 @@ class BackupVerifier(PgTask):
                 if tables is None:
                     tables, failure = self.count()
             self.end_phase()
+            if failure is None and tables is not None and self.keep:
+                problems = check_expectations(tables, self.params['expect_tables'], self.min_rows())
+                if problems:
+                    # Not a copy worth keeping: main() fails on the same problems.
+                    self.keep = False
         finally:
             # Runs on failures, on exceptions and on SIGTERM alike; IF EXISTS makes it safe
-            # when CREATE DATABASE itself failed.
-            drop_res = self.drop()
-        if drop_res.rc == 0:
+            # when CREATE DATABASE itself failed. A database named by keep_as is only dropped
+            # when this run created it; a verified one is kept.
+            kept = self.keep and failure is None
+            if kept:
+                drop_res = None
+            elif self.keep_as and not self.created:
+                # Not created by this run (CREATE failed): nothing of ours to drop, and a database
+                # of that name, if any, is not ours.
+                drop_res = NOT_CREATED
+                self.result['scratch_dropped'] = True
+            else:
+                drop_res = self.drop()
+        if kept:
+            self.result['tables'] = tables
+            self.result['total_rows'] = sum(t['rows'] for t in tables)
+            self.result['kept_db'] = self.scratch
+            self.result['changed'] = True
+            return tables
+        if drop_res is NOT_CREATED:
+            drop_note = 'no database was created'
+        elif drop_res.rc == 0:
             drop_note = 'the scratch database %s was dropped' % self.scratch
         else:
             drop_note = ('dropping the scratch database %s FAILED (%s); make sure it is gone: DROP DATABASE IF EXISTS "%s"'
@@ -365,14 +423,25 @@ class BackupVerifier(PgTask):
         if integrity is None:
             self.check_archive(path, fmt)
         tables = self.verify(path, fmt, integrity)
-        problems = check_expectations(tables, self.params['expect_tables'],
-                                      dict((k, int(v)) for k, v in (self.params['min_rows'] or {}).items()))
+        problems = check_expectations(tables, self.params['expect_tables'], self.min_rows())
         self.result['problems'] = problems
         found = ', '.join('%s (%d)' % (t['name'], t['rows']) for t in tables) or 'none'
         if problems:
             self.fail('Backup %s (%s) restores, but does not hold what is expected: %s. Tables found: %s.'
                       % (path, fmt, '; '.join(problems), found))
         self.finish()
-        self.result['msg'] = ('Backup %s (%s) verified: %d tables, %d rows restored in %.1f s; scratch database '
-                              'dropped.' % (path, fmt, len(tables), self.result['total_rows'], self.result['duration']))
+        if self.result.get('kept_db'):
+            ending = 'kept as database %s, ready to be swapped in' % self.result['kept_db']
+        elif self.params.get('keep_as') and self.module.check_mode:
+            ending = 'scratch database dropped (check mode: it would be kept as %s)' % self.params['keep_as']
+        elif self.result.get('keep_problem'):
+            ending = 'scratch database dropped, not kept: %s' % self.result['keep_problem']
+        else:
+            ending = 'scratch database dropped'
+        self.result['kept_db'] = self.result.get('kept_db')
+        self.result['msg'] = ('Backup %s (%s) verified: %d tables, %d rows restored in %.1f s; %s.'
+                              % (path, fmt, len(tables), self.result['total_rows'], self.result['duration'], ending))
         return self.result
+
+    def min_rows(self):
+        return dict((k, int(v)) for k, v in (self.params['min_rows'] or {}).items())

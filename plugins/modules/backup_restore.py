@@ -35,6 +35,22 @@ description:
     restore takes first; with O(verify_rows=true) it is verified while it is written (every table's rows
     against the database's in the dump's own snapshot), else verify it with
     M(taylordash.rollback.backup_verify) before restoring."
+  - "O(state=swapped): the live database O(db) is replaced by a verified copy kept by
+    M(taylordash.rollback.backup_verify) (its O(ignore:backup_verify#module:keep_as)) without replaying
+    anything: in one transaction the sessions of both databases are ended, O(db) is renamed to
+    O(previous_as) (kept, nothing is dropped), O(swap_from) is renamed to O(db) and given the owner O(db)
+    had. Any failure rolls the transaction back, so O(db) is either the old or the new database, never
+    neither. Then the rows of the new O(db) are counted; when they differ from O(expect_rows), the swap is
+    undone the same way (O(db) is the old database again) and the module fails."
+  - "Before the swap, one query checks that it can work and gives the same database as an in-place restore
+    would: O(swap_from) exists, O(previous_as) does not, the login role may create databases and owns O(db)
+    (or is a superuser), and O(db) has nothing of its own that a copy created from C(template0) lacks
+    (privileges or settings, a connection limit, another tablespace, encoding or locale). Otherwise the
+    module fails and changes nothing."
+  - "O(state=pruned): the databases C(<db>_before_<YYYYmmdd_HHMMSS>) (the names the role
+    C(taylordash.rollback.database) gives O(previous_as)) but the newest O(keep_previous) are dropped. Only names
+    of exactly that form are touched. Take (and verify) a dump of a previous database first when its data may
+    still be needed: the role does, before it drops the one of the rollback it just did."
   - "Two ways to reach PostgreSQL, as M(taylordash.rollback.backup_verify): with O(project_dir),
     C(docker compose exec -T) into O(db_service) runs psql/pg_restore/pg_dump inside the container
     and the files on the module host are streamed through stdin and stdout (for a restore, the
@@ -56,6 +72,9 @@ attributes:
       - O(state=restored) reports what it would restore and the current row counts (a read-only query);
         nothing is restored.
       - O(state=dumped) reports where it would write the dump; pg_dump does not run.
+      - O(state=swapped) runs its checks (a read-only query), counts the rows of O(db) (RV(rows_before)) and reports the
+        renames it would do.
+      - O(state=pruned) lists the previous databases and reports those it would drop (RV(would_drop)).
   diff_mode:
     support: full
     details:
@@ -72,20 +91,49 @@ extends_documentation_fragment:
 options:
   state:
     description:
-      - V(restored) restores O(path) into O(db); V(dumped) writes a dump of O(db) to O(path).
+      - V(restored) restores O(path) into O(db); V(dumped) writes a dump of O(db) to O(path); V(swapped) puts
+        the database O(swap_from) in the place of O(db), which is kept as O(previous_as); V(pruned) drops the
+        previous databases of O(db) but the newest O(keep_previous).
     type: str
-    choices: [restored, dumped]
+    choices: [restored, dumped, swapped, pruned]
     default: restored
+  swap_from:
+    description:
+      - With O(state=swapped), the verified copy to put in the place of O(db) (the O(ignore:backup_verify#module:keep_as)
+        of M(taylordash.rollback.backup_verify)). Required with O(state=swapped).
+    type: str
+  previous_as:
+    description:
+      - With O(state=swapped), the new name of the database O(db) was before the swap; it must not exist. Required with
+        O(state=swapped).
+    type: str
+  swap_from_may_be_missing:
+    description:
+      - With O(state=swapped) in check mode, accept that O(swap_from) does not exist (M(taylordash.rollback.backup_verify)
+        keeps no copy in check mode, so a dry run of both cannot have one). Ignored outside check mode.
+    type: bool
+    default: false
+  keep_previous:
+    description:
+      - With O(state=pruned), how many of the newest C(<db>_before_<YYYYmmdd_HHMMSS>) databases to keep, from V(0) to
+        V(1000).
+    type: int
+    default: 1
+  login_db:
+    description:
+      - With O(state=swapped) and O(state=pruned), the maintenance database to connect to for the renames (never O(db)).
+    type: str
+    default: postgres
   path:
     description:
       - With O(state=restored), the dump to restore; its format is detected from its content - plain
         SQL, gzip-compressed plain SQL, pg_dump custom (C(-Fc)) or tar (C(-Ft)) archive.
       - With O(state=dumped), the file to write.
+      - Required with O(state=restored) and O(state=dumped); not used with O(state=swapped).
     type: path
-    required: true
   db:
     description:
-      - The database to restore into, or to dump.
+      - The database to restore into, to dump, or to replace by O(swap_from).
     type: str
     required: true
   clean_schemas:
@@ -106,6 +154,8 @@ options:
       - Every table of O(clean_schemas) must be listed, and every listed table must exist with exactly that
         many rows; otherwise the restore is rolled back and the message names the tables that differ.
       - Not checked when unset.
+      - With O(state=swapped), the row counts the new O(db) must have after the swap; every table of the database
+        must be listed with exactly that many rows, else the swap is undone.
     type: dict
   sha256:
     description:
@@ -176,6 +226,15 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Swap a verified copy (backup_verify keep_as) in for the live database; the old one is kept
+  taylordash.rollback.backup_restore:
+    state: swapped
+    db: taylordash
+    swap_from: taylordash_rollback_20240518_101500
+    previous_as: taylordash_before_20240518_101500
+    expect_rows: "{{ verified_copy.tables | items2dict(key_name='name', value_name='rows') }}"
+    project_dir: /opt/taylordash
+
 - name: Verify the newest backup
   taylordash.rollback.backup_verify:
     backup_dir: /opt/taylordash
@@ -309,13 +368,13 @@ clean_schemas:
   elements: str
   sample: [public]
 committed:
-  description: Whether the restore transaction committed. V(false) on every failure and in check mode.
-  returned: O(state=restored)
+  description: Whether the restore (or swap) transaction committed. V(false) on every failure, after a swap was undone, and in check mode.
+  returned: O(state=restored) and O(state=swapped)
   type: bool
   sample: true
 rows_before:
   description: Tables of the database with their exact row counts before the restore.
-  returned: O(state=restored), when the database answered
+  returned: O(state=restored), when the database answered; O(state=swapped) in check mode
   type: list
   elements: dict
   contains:
@@ -331,13 +390,14 @@ rows_after:
     - Tables of the database with their exact row counts after the restore, counted right after the commit
       (before any writer is started again). After a failed restore they show the database as it is, which
       is as it was.
-  returned: O(state=restored), when the restore ran and the database answered
+    - With O(state=swapped), the rows of the new O(db), counted right after the swap.
+  returned: O(state=restored) or O(state=swapped), when the restore ran and the database answered
   type: list
   elements: dict
   sample: [{name: public.projects, rows: 5000}, {name: public.users, rows: 3000}]
 total_rows_before:
   description: Sum of RV(rows_before).
-  returned: O(state=restored), when the database answered
+  returned: O(state=restored), when the database answered; O(state=swapped) in check mode
   type: int
   sample: 9120
 total_rows_after:
@@ -393,6 +453,44 @@ timing:
       description: Duration in seconds.
       type: float
   sample: {start: "2024-05-18T10:15:00.000000+00:00", end: "2024-05-18T10:15:01.840000+00:00", seconds: 1.84}
+swap_from:
+  description: With O(state=swapped), the database that was put in the place of O(db).
+  returned: O(state=swapped)
+  type: str
+  sample: taylordash_rollback_20240518_101500
+previous_db:
+  description: With O(state=swapped), where the data of O(db) from before the swap is (O(previous_as)).
+  returned: O(state=swapped)
+  type: str
+  sample: taylordash_before_20240518_101500
+sessions_ended:
+  description: With O(state=swapped), how many sessions of the two databases the swap ended.
+  returned: O(state=swapped), when the swap committed
+  type: int
+  sample: 0
+previous_dbs:
+  description: With O(state=pruned), the previous databases kept, newest first.
+  returned: O(state=pruned), when they were listed
+  type: list
+  elements: str
+  sample: [taylordash_before_20240518_101500]
+dropped:
+  description: With O(state=pruned), the previous databases dropped.
+  returned: O(state=pruned), when they were listed
+  type: list
+  elements: str
+  sample: [taylordash_before_20240401_090000]
+would_drop:
+  description: With O(state=pruned), in check mode or when there is nothing to drop, the databases that would be dropped.
+  returned: O(state=pruned), in check mode or when nothing was dropped
+  type: list
+  elements: str
+  sample: []
+swapped_back:
+  description: With O(state=swapped), V(true) when the swap was undone because the row counts differed.
+  returned: O(state=swapped), when the swap was undone
+  type: bool
+  sample: true
 rows:
   description:
     - With O(state=dumped) and O(verify_rows), every table with its exact row count in the dump's snapshot,
@@ -439,7 +537,7 @@ import re
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_connection import find_client
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_restore import BackupRestore
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_task import (
-    MAX_SECONDS, number_problem, start_module, whole_number_problems)
+    MAX_SECONDS, database_name_problems, number_problem, start_module, whole_number_problems)
 
 _SHA256_RE = re.compile(r'^[0-9a-fA-F]{64}$')
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes: a longer schema name would not be
@@ -467,6 +565,7 @@ def validate_params(params):
     problems = [problem for problem in (
         number_problem(params, 'lock_timeout', 1, MAX_SECONDS),
         number_problem(params, 'connect_timeout', 1, MAX_SECONDS),
+        number_problem(params, 'keep_previous', 0, 1000, unit=''),
     ) if problem]
     if params['sha256'] is not None and not _SHA256_RE.match(params['sha256']):
         problems.append('sha256 must be 64 hexadecimal digits')
@@ -474,6 +573,16 @@ def validate_params(params):
         problems.append('clean_schemas must name at least one schema (the runbook drops public)')
     problems += schema_problems(params['clean_schemas'])
     problems += whole_number_problems('expect_rows', params['expect_rows'])
+    for option in ('swap_from', 'previous_as'):
+        problems += database_name_problems(option, params.get(option))
+    if params['state'] in ('restored', 'dumped') and not params.get('path'):
+        problems.append('path is required with state=%s' % params['state'])
+    if params['state'] == 'swapped':
+        problems += ['%s is required with state=swapped' % option for option in ('swap_from', 'previous_as')
+                     if not params.get(option)]
+        names = [params['db'], params.get('swap_from'), params.get('previous_as'), params.get('login_db')]
+        if None not in names and len(set(names)) != len(names):
+            problems.append('db, swap_from, previous_as and login_db must name four different databases')
     if params.get('verify_rows') and params['state'] == 'dumped' and params['dump_format'] != 'plain':
         problems.append('verify_rows=true counts the rows in the SQL of a plain dump; set dump_format=plain, or '
                         'verify_rows=false and verify the archive with taylordash.rollback.backup_verify')
@@ -483,8 +592,13 @@ def validate_params(params):
 def main():
     module, conn, locale = start_module(
         dict(
-            state=dict(type='str', default='restored', choices=['restored', 'dumped']),
-            path=dict(type='path', required=True),
+            state=dict(type='str', default='restored', choices=['restored', 'dumped', 'swapped', 'pruned']),
+            path=dict(type='path'),
+            swap_from=dict(type='str'),
+            previous_as=dict(type='str'),
+            login_db=dict(type='str', default='postgres'),
+            keep_previous=dict(type='int', default=1),
+            swap_from_may_be_missing=dict(type='bool', default=False),
             db=dict(type='str', required=True),
             clean_schemas=dict(type='list', elements='str', default=['public']),
             expect_rows=dict(type='dict'),
@@ -494,12 +608,18 @@ def main():
             force=dict(type='bool', default=False),
             verify_rows=dict(type='bool', default=False),
         ),
-        validate_params, failure_note=' Nothing was changed.')
+        validate_params, failure_note=' Nothing was changed.',
+        required_if=[('state', 'restored', ['path']), ('state', 'dumped', ['path']),
+                     ('state', 'swapped', ['swap_from', 'previous_as'])])
     # pg_dump for the safety dump of state=dumped in direct mode (compose mode runs the container's).
     pg_dump = None if module.params['project_dir'] else find_client('pg_dump')
     worker = BackupRestore(module, conn, locale, pg_dump)
     if module.params['state'] == 'dumped':
         result = worker.dump()
+    elif module.params['state'] == 'swapped':
+        result = worker.swap()
+    elif module.params['state'] == 'pruned':
+        result = worker.prune()
     else:
         result = worker.restore()
     module.exit_json(**result)

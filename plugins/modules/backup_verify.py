@@ -121,6 +121,26 @@ options:
         scratch database.
     type: str
     default: postgres
+  keep_as:
+    description:
+      - Restore into a database of this name instead of a random C(rollback_verify_*) one, and keep it
+        when the verification passes (every check, O(expect_tables) and O(min_rows) included), so that
+        M(taylordash.rollback.backup_restore) with O(ignore:backup_restore#module:state=swapped) can swap
+        it in for the live database by a rename. It is dropped like any scratch database when a check fails,
+        and when O(keep_for) is given and cannot be swapped (RV(keep_problem)).
+      - A database of that name that already exists is left as it is and the module fails before restoring
+        anything (also in check mode).
+      - In check mode the copy is restored into a random scratch database and dropped, as without O(keep_as).
+      - At most 63 bytes, no NUL character.
+    type: str
+  keep_for:
+    description:
+      - The live database the kept copy is meant to replace. Checked in the same call that creates the scratch
+        database - the login role may create databases and owns O(keep_for) (or is a superuser), O(keep_for) is not
+        O(login_db), and O(keep_for) has nothing a copy created from C(template0) would lack (privileges or
+        settings of its own, a connection limit, another tablespace, encoding or locale). When a check fails,
+        RV(keep_problem) says why and the copy is not kept; the verification itself still runs and passes.
+    type: str
 notes:
   - "Formats: plain SQL (also with any file name), gzip-compressed plain SQL, pg_dump custom
     (C(-Fc)) and tar (C(-Ft)) archives. Directory-format dumps (C(-Fd)), gzip-compressed
@@ -142,7 +162,7 @@ notes:
     postgres user may not be able to read). With O(jobs=1) and for tar archives pg_restore reads
     stdin."
   - A module killed with SIGKILL cannot drop its scratch database; left-overs are named
-    C(rollback_verify_*) and can be dropped by hand.
+    C(rollback_verify_*) (or O(keep_as)) and can be dropped by hand.
 seealso:
   - module: community.postgresql.postgresql_db
   - module: community.postgresql.postgresql_query
@@ -175,6 +195,15 @@ EXAMPLES = r"""
     login_user: rollback
     login_password: "{{ vault_rollback_db_password }}"
     jobs: 4
+
+- name: Verify the backup and keep the verified copy, to swap it in for the live database later
+  taylordash.rollback.backup_verify:
+    path: /opt/taylordash/backup_20240518_10.sql
+    project_dir: /opt/taylordash
+    expect_tables: [users, projects]
+    keep_as: taylordash_rollback_20240518_101500
+    keep_for: taylordash
+  register: verified_copy
 
 - name: Verify before restoring, and stop the rollback when it does not hold
   block:
@@ -309,10 +338,22 @@ scratch_db:
   type: str
   sample: rollback_verify_3f9c2a1b7d4e
 scratch_dropped:
-  description: Whether the scratch database is gone again. V(false) only when dropping it failed (the message then says how to drop it).
+  description:
+    - Whether the scratch database is gone again. V(false) when dropping it failed (the message then says how to
+      drop it) and when it was kept (RV(kept_db)).
   returned: when the server answered
   type: bool
   sample: true
+kept_db:
+  description: The database the verified copy was kept as (O(keep_as)); V(null) when it was not kept.
+  returned: when the verification passed
+  type: str
+  sample: taylordash_rollback_20240518_101500
+keep_problem:
+  description: Why the copy could not be swapped for O(keep_for), and so was not kept; V(null) when it could.
+  returned: with O(keep_for), when the server answered
+  type: str
+  sample: role rollback does not own database taylordash
 tables:
   description: Tables of the restored backup, schema-qualified, with their exact row counts.
   returned: when the restore succeeded
@@ -405,7 +446,8 @@ stderr:
 """
 
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_task import (
-    MAX_SECONDS, Terminated, number_problem, on_sigterm, raise_terminated, start_module, whole_number_problems)
+    MAX_SECONDS, Terminated, database_name_problems, number_problem, on_sigterm, raise_terminated, start_module,
+    whole_number_problems)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_verify import BackupVerifier
 
 # max_age: up to ten years; a bigger age is a typo for "no limit" (null).
@@ -421,6 +463,10 @@ def validate_params(params):
         number_problem(params, 'connect_timeout', 1, MAX_SECONDS),
     ) if problem]
     problems += whole_number_problems('min_rows', params['min_rows'])
+    for option in ('keep_as', 'keep_for'):
+        problems += database_name_problems(option, params.get(option))
+    if params.get('keep_as') is not None and params.get('keep_as') in (params.get('keep_for'), params.get('login_db')):
+        problems.append('keep_as must name a new database, not keep_for or login_db (%s)' % params['keep_as'])
     return problems
 
 
@@ -435,6 +481,8 @@ def main():
             min_rows=dict(type='dict', default={}),
             jobs=dict(type='int', default=2),
             login_db=dict(type='str', default='postgres'),
+            keep_as=dict(type='str'),
+            keep_for=dict(type='str'),
         ),
         validate_params,
         mutually_exclusive=[('path', 'backup_dir')],

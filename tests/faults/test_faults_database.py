@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from .conftest import assert_lock_free, assert_report_names_first_cause
+from .conftest import PLAYBOOKS, assert_lock_free, assert_report_names_first_cause, run_playbook
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -160,8 +160,9 @@ def test_backup_error_only_in_the_real_database(fault_stack, backup, before_chan
     state = psql(fs, STATE_SQL)
     dumps = set(fs.dir.glob("safety_*"))
     report_dir = fs.case_dir("db-real-only")
+    # issue 17: in place - a swap would have run the bomb in its kept copy, which is not named rollback_verify_*
     proc = fs.run(PLAYBOOK, report_dir, database_action="restore", database_backup_path=str(dump),
-                  database_health_timeout=30, **QUICK_VALIDATE)
+                  database_health_timeout=30, database_restore_method="in_place", **QUICK_VALIDATE)
     assert proc.returncode != 0
     assert psql(fs, STATE_SQL) == state, "the data changed"
     new = set(fs.dir.glob("safety_*")) - dumps
@@ -172,3 +173,33 @@ def test_backup_error_only_in_the_real_database(fault_stack, backup, before_chan
     data = assert_report_names_first_cause(report_dir, r"division by zero",
                                            later=("did not answer healthy", "Start the writers"))
     assert "The database is as it was" in data["failure"], data["failure"]
+
+
+def test_swap_refused_when_the_database_has_settings_of_its_own(fault_stack, backup, before_change_runs):
+    """Fault: database_restore_method=swap on a database with settings of its own (ALTER DATABASE ... SET),
+    which a copy would not carry -> Outcome: fails after the verification, before any change, naming the
+    reason and database_restore_method; the verified copy is not kept; lock free. With auto (check mode)
+    the role falls back to an in-place restore and says why in one line."""
+    fs = fault_stack
+    psql(fs, "ALTER DATABASE taylordash SET work_mem = '8MB'")
+    try:
+        state, writer, files = psql(fs, STATE_SQL), backend_started(fs), fs.files()
+        report_dir = fs.case_dir("db-swap-refused")
+        proc = fs.run(PLAYBOOK, report_dir, database_action="restore", database_backup_path=str(backup),
+                      database_restore_method="swap", **QUICK_VALIDATE)
+        assert proc.returncode != 0, proc.stdout[-3000:]
+        assert (psql(fs, STATE_SQL), backend_started(fs), fs.files()) == (state, writer, files)
+        assert_lock_free(fs)
+        data = assert_report_names_first_cause(
+            report_dir, r"database_restore_method=swap, but the swap cannot work: database taylordash has settings of its own")
+        assert NOTHING_CHANGED in data["failure"], data["failure"]
+        dbs = fs.stack.compose("exec", "-T", "postgres", "psql", "-X", "-At", "-d", "postgres", "-c",
+                               "SELECT datname FROM pg_database WHERE datname LIKE 'taylordash_%'").stdout.split()
+        assert dbs == [], "a verified copy was kept: %s" % dbs
+        proc = run_playbook(PLAYBOOKS / PLAYBOOK, check=True, inventory=fs.inventory, vars_files=[fs.secrets],
+                            extra_vars=fs.extra_vars(fs.case_dir("db-swap-auto"), database_action="restore",
+                                                     database_backup_path=str(backup), **QUICK_VALIDATE))
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert "method: in place - database taylordash has settings of its own (ALTER DATABASE ... SET)" in proc.stdout
+    finally:
+        psql(fs, "ALTER DATABASE taylordash RESET work_mem")

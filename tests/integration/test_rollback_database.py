@@ -84,6 +84,11 @@ def listing(directory: Path) -> dict:
     return out
 
 
+def databases(stack) -> list:
+    """The databases of the stack's server, but the templates."""
+    return sorted(psql(stack, "SELECT datname FROM pg_database WHERE NOT datistemplate", db="postgres").split())
+
+
 def safety_dumps(stack) -> list:
     return sorted(stack.dir.glob("safety_*"))
 
@@ -218,7 +223,11 @@ def test_check_mode_changes_nothing(restore_stacks, tmp_path):
     assert backend(stack) == writer  # not stopped, not restarted
     lines = summaries(proc)["plain"]
     assert lines[0] == "Database rollback (restore): check mode, nothing changed"
-    assert any(line.startswith("safety dump: would be %s/safety_" % stack.dir) for line in lines), lines
+    # issue 17: the default (auto) swaps on the reference stack; in check mode nothing is kept or renamed
+    assert "method: swap - the verified copy of the backup renamed in place of the database" in lines, lines
+    assert any(re.fullmatch(r"data before the rollback: would be database taylordash_before_\d{8}_\d{6}", line)
+               for line in lines), lines
+    assert databases(stack) == ["postgres", "taylordash"]
     # the diff: row counts now, and those of the verified backup the restore would bring back
     assert "\n-public.projects: %s\n+public.projects: %s\n" % (changed.split()[1], stack.at_backup.split()[1]) in proc.stdout
 
@@ -229,7 +238,11 @@ def test_restore_plain_gzip_custom(restore_stacks, tmp_path):
         state = db_state(stack)
         before[fmt] = (change_data(stack) if state == stack.at_backup else state, backend(stack), safety_dumps(stack))
         # issue 9: the plain case runs the checks through community.postgresql, the others skip them
-        hosts[fmt] = host_vars(stack, database_backup_path=str(stack.backup),
+        # issue 17: plain takes the default (auto: a swap here), gzip asks for the swap and keeps no previous
+        # database (dumped, verified, then dropped), custom restores in place.
+        method = {"plain": {}, "gzip": {"database_restore_method": "swap", "database_keep_previous": 0},
+                  "custom": {"database_restore_method": "in_place"}}[fmt]
+        hosts[fmt] = host_vars(stack, database_backup_path=str(stack.backup), **method,
                                **(check_login(stack) if fmt == "plain" else {}))
     started = time.monotonic()
     procs = rollback(tmp_path, hosts, database_action="restore", **QUICK_VALIDATE)
@@ -240,23 +253,49 @@ def test_restore_plain_gzip_custom(restore_stacks, tmp_path):
         lines.update(summaries(proc))
     for fmt, stack in restore_stacks.items():
         assert db_state(stack) == stack.at_backup, fmt
-        dumps = [d for d in safety_dumps(stack) if d not in before[fmt][2]]
-        assert len(dumps) == 1 and dumps[0].stat().st_mode & 0o777 == 0o600
-        assert re.fullmatch(r"safety_\d{8}_\d{6}\.sql", dumps[0].name)
         assert backend(stack)[1] != before[fmt][1][1] and backend(stack)[2]  # stopped, started again
         assert health(stack)[0] == 200
         assert not locks(stack)
         assert lines[fmt][0] == "Database rollback (restore): succeeded", lines[fmt]
         assert lines[fmt][1].startswith("backup: %s (%s, sha256 " % (stack.backup, fmt))
-        assert lines[fmt][2] == "safety dump: %s (verified)" % dumps[0]
         # the downtime: from the stop of the writers to their start (issue 17)
         assert re.fullmatch(r"writers stopped and started again: backend \(stopped for [\d.]+ s\)", lines[fmt][-2]), lines[fmt]
-        assert re.match(r"Steps: verify backup [\d.]+ s, stop writers [\d.]+ s, safety dump and its verification "
-                        r"[\d.]+ s, restore [\d.]+ s, start writers [\d.]+ s$", lines[fmt][-1]), lines[fmt]
-        # the safety dump holds the data from before the restore
-        check = run_module("backup_verify", {"path": str(dumps[0]), "project_dir": str(stack.dir)})
-        counts = {t["name"]: t["rows"] for t in check["tables"]}
-        assert counts["public.projects"] == int(before[fmt][0].split()[1])
+        if fmt == "custom":
+            dumps = [d for d in safety_dumps(stack) if d not in before[fmt][2]]
+            assert len(dumps) == 1 and dumps[0].stat().st_mode & 0o777 == 0o600
+            assert re.fullmatch(r"safety_\d{8}_\d{6}\.sql", dumps[0].name)
+            assert lines[fmt][2] == "method: in place - database_restore_method=in_place", lines[fmt]
+            assert lines[fmt][3] == "safety dump: %s (verified)" % dumps[0]
+            assert re.match(r"Steps: verify backup [\d.]+ s, stop writers [\d.]+ s, safety dump and its verification "
+                            r"[\d.]+ s, restore [\d.]+ s, start writers [\d.]+ s$", lines[fmt][-1]), lines[fmt]
+            # the safety dump holds the data from before the restore
+            check = run_module("backup_verify", {"path": str(dumps[0]), "project_dir": str(stack.dir)})
+        else:
+            # issue 17: swapped in; the data from before is in <db>_before_<stamp> (plain) or, when no previous
+            # database is kept (gzip), in its verified dump
+            assert safety_dumps(stack) == before[fmt][2], "a swap takes no safety dump"
+            assert lines[fmt][2] == "method: swap - the verified copy of the backup renamed in place of the database"
+            assert re.match(r"Steps: verify backup [\d.]+ s, stop writers [\d.]+ s, swap [\d.]+ s, start writers [\d.]+ s$",
+                            lines[fmt][-1]), lines[fmt]
+            previous = [d for d in databases(stack) if d.startswith("taylordash_before_")]
+            if fmt == "plain":
+                assert len(previous) == 1 and databases(stack) == sorted(["postgres", "taylordash"] + previous)
+                assert lines[fmt][3] == "data before the rollback: database %s (kept)" % previous[0], lines[fmt]
+                assert lines[fmt][4].startswith('to go back: Stop the writers, then in the maintenance database: ALTER DATABASE')
+                assert psql(stack, "SELECT count(*) FROM projects", db=previous[0]) == before[fmt][0].split()[1]
+                check = None
+            else:
+                assert previous == [] and databases(stack) == ["postgres", "taylordash"]
+                dump = sorted(stack.dir.glob("previous_*.sql"))
+                assert len(dump) == 1 and dump[0].stat().st_mode & 0o777 == 0o600
+                assert re.fullmatch(r"data before the rollback: not moved, dump %s \(verified\)" % re.escape(str(dump[0])),
+                                    lines[fmt][3]) or "dump %s (verified)" % dump[0] in lines[fmt][3], lines[fmt]
+                assert any(line.startswith("previous databases dropped (database_keep_previous=0): taylordash_before_")
+                           for line in lines[fmt]), lines[fmt]
+                check = run_module("backup_verify", {"path": str(dump[0]), "project_dir": str(stack.dir)})
+        if check is not None:
+            counts = {t["name"]: t["rows"] for t in check["tables"]}
+            assert counts["public.projects"] == int(before[fmt][0].split()[1])
         report = sorted(stack.dir.glob("rollbacks/*/rollback_report_*.json"))
         assert report, "no incident report"
         output = procs[fmt].stdout + procs[fmt].stderr
@@ -348,7 +387,9 @@ def failure_runs(restore_stacks, tmp_path_factory):
     plain, zipped, custom = restore_stacks["plain"], restore_stacks["gzip"], restore_stacks["custom"]
     hosts, expected = bad_inputs(plain, tmp)
     hosts["not_running"] = host_vars(custom, database_backup_path=str(custom.backup))
-    hosts["lock_held"] = host_vars(zipped, database_backup_path=str(zipped.backup), database_lock_timeout=2)
+    # in place: a swap ends the sessions left on the database (that is its documented way), and would succeed
+    hosts["lock_held"] = host_vars(zipped, database_backup_path=str(zipped.backup), database_lock_timeout=2,
+                                   database_restore_method="in_place")
     # issue 9: postgresql_ping with a wrong password fails the role before anything changes
     (tmp / "report_check_password").mkdir()
     hosts["check_password"] = host_vars(plain, database_backup_path=str(plain.backup),
@@ -756,7 +797,8 @@ def test_lossy_safety_dump_stops_the_restore_before_anything_is_dropped(restore_
     dumps = safety_dumps(stack)
     wrapper = lossy_docker(tmp_path)
     proc = run_playbook(PLAYBOOK, extra_vars={"database_action": "restore", "database_backup_path": str(stack.backup),
-                                              "validate_script_enabled": False, "validate_perf_enabled": False},
+                                              "validate_script_enabled": False, "validate_perf_enabled": False,
+                                              "database_restore_method": "in_place"},
                         inventory=inventory(tmp_path, "lossy", host_vars(stack)),
                         env={"PATH": "%s:%s" % (wrapper.parent, os.environ["PATH"])})
     assert proc.returncode != 0, proc.stdout[-3000:]

@@ -108,3 +108,19 @@ def test_not_finite_whole_numbers_fail_cleanly(tmp_path):
         assert kind == "fail" and "connect_timeout" in result["msg"] and "not a finite number" in result["msg"]
         kind, result = RESTORE_DIRECT.run({"lock_timeout": value}, check_mode=True, cwd=tmp_path)
         assert kind == "fail" and "lock_timeout" in result["msg"] and "not a finite number" in result["msg"]
+
+
+# issue 17: the swap and the pruning of the previous databases
+RESTORE_SWAP = fuzz(backup_restore, dict(DIRECT, state="swapped", db="taylordash", swap_from="taylordash_rollback_1",
+                                         previous_as="taylordash_before_1"))
+RESTORE_PRUNE = fuzz(backup_restore, dict(DIRECT, state="pruned", db="taylordash", keep_previous=1))
+
+
+@RESTORE_SWAP.given_options(max_examples=30)
+def test_backup_restore_swap_any_option(option_and_value, tmp_path):
+    check(RESTORE_SWAP, option_and_value, tmp_path, check_mode=False)
+
+
+@RESTORE_PRUNE.given_options(max_examples=20)
+def test_backup_restore_prune_any_option(option_and_value, tmp_path):
+    check(RESTORE_PRUNE, option_and_value, tmp_path)

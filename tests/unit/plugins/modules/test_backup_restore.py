@@ -39,7 +39,7 @@ def fixture(name: str) -> str:
 
 def params(**kwargs):
     base = dict(state="restored", lock_timeout=30, connect_timeout=10, sha256=None, clean_schemas=["public"],
-                expect_rows=None)
+                expect_rows=None, keep_previous=1, path="backup.sql")
     base.update(kwargs)
     return base
 
