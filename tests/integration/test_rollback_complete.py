@@ -186,14 +186,16 @@ def test_database_restore_before_the_images(shared, tmp_path):
     proc = rollback(stack, tmp_path, complete_database_restore=True)
     assert proc.returncode == 0, proc.stdout[-5000:]
     assert psql(stack, "SELECT count(*) FROM projects") == rows
-    safety = list(stack.dir.glob("safety_*.sql"))
-    assert len(safety) == 1 and stat.S_IMODE(safety[0].stat().st_mode) == 0o600
+    # the data before the restore is kept: the previous database, renamed aside by the swap
+    kept = psql(stack, "SELECT datname FROM pg_database WHERE datname LIKE '%\\_before\\_%'").split()
+    assert len(kept) == 1, kept
     out = proc.stdout
     # the database went first, while the bad build still ran; then the files; then the images
     assert out.index("Restore the data from a verified backup") < out.index("Restore .env and the compose files") \
         < out.index("Point each service's current tag back")
     text = "\n".join(summary(proc))
     assert "database: restored from " in text and f"backup set {ts}" in text
+    assert f"the data before it kept as database {kept[0]}" in text
     assert health(stack)[1]["version"] == "v1"
 
 

@@ -203,7 +203,11 @@ def test_database_restore_over_ssh(sshd, ssh_stack, tmp_path):
                database_backup_path=str(stack.backup), **QUICK_VALIDATE)
     assert proc.returncode == 0, proc.stdout[-4000:]
     written = written_since(stack.dir, started)
-    assert any(path.startswith("safety_") for path in written), sorted(written)  # the kept copy before the restore
+    # the kept copy before the restore: the previous database, renamed aside by the swap on the target
+    kept = stack.compose("exec", "-T", "postgres", "psql", "-X", "-At", "-c",
+                         "SELECT datname FROM pg_database WHERE datname LIKE '%\\_before\\_%'").stdout.split()
+    assert len(kept) == 1, kept
+    assert f"database {kept[0]} (kept)" in proc.stdout
     assert "rollback_history.log" in written
     assert set(written.values()) == {sshd["uid"]}, written
     assert not list(stack.dir.glob(".rollback*.lock"))
