@@ -52,7 +52,11 @@ def rows(stack) -> str:
                            "-c", sql).stdout.strip()
     counts = stack.compose("exec", "-T", "postgres", "psql", "-U", "taylordash", "-d", "taylordash", "-At", "-c",
                            "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM projects)").stdout.strip()
-    return tables + " " + counts
+    # A database restore swaps in a verified copy and keeps the data before it aside: the drill's
+    # cleanup drops that copy of its test data, so the list of databases is as before.
+    databases = stack.compose("exec", "-T", "postgres", "psql", "-U", "taylordash", "-d", "postgres", "-At", "-c",
+                              "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database").stdout.strip()
+    return tables + " " + counts + " " + databases
 
 
 def state(stack) -> dict:
