@@ -36,7 +36,7 @@ description:
     against the database's in the dump's own snapshot), else verify it with
     M(taylordash.rollback.backup_verify) before restoring."
   - "O(state=swapped): the live database O(db) is replaced by a verified copy kept by
-    M(taylordash.rollback.backup_verify) (its O(ignore:backup_verify#module:keep_as)) without replaying
+    M(taylordash.rollback.backup_verify) (its O(taylordash.rollback.backup_verify#module:keep_as)) without replaying
     anything: in one transaction the sessions of both databases are ended, O(db) is renamed to
     O(previous_as) (kept, nothing is dropped), O(swap_from) is renamed to O(db) and given the owner O(db)
     had. Any failure rolls the transaction back, so O(db) is either the old or the new database, never
@@ -99,7 +99,7 @@ options:
     default: restored
   swap_from:
     description:
-      - With O(state=swapped), the verified copy to put in the place of O(db) (the O(ignore:backup_verify#module:keep_as)
+      - With O(state=swapped), the verified copy to put in the place of O(db) (the O(taylordash.rollback.backup_verify#module:keep_as)
         of M(taylordash.rollback.backup_verify)). Required with O(state=swapped).
     type: str
   previous_as:

@@ -125,7 +125,7 @@ options:
     description:
       - Restore into a database of this name instead of a random C(rollback_verify_*) one, and keep it
         when the verification passes (every check, O(expect_tables) and O(min_rows) included), so that
-        M(taylordash.rollback.backup_restore) with O(ignore:backup_restore#module:state=swapped) can swap
+        M(taylordash.rollback.backup_restore) with O(taylordash.rollback.backup_restore#module:state=swapped) can swap
         it in for the live database by a rename. It is dropped like any scratch database when a check fails,
         and when O(keep_for) is given and cannot be swapped (RV(keep_problem)).
       - A database of that name that already exists is left as it is and the module fails before restoring
