@@ -152,7 +152,10 @@ def test_check_mode_then_recovery_then_reset(broken):
     assert tags[f"{prefix}_backend:previous"] == before["tags"][f"{prefix}_backend:previous"]
     assert "TD_FAULT=none" in (stack.dir / ".env").read_text()
     assert list(stack.dir.glob(".env.rollback-*")), "the replaced .env was not kept"
-    assert list(stack.dir.glob("safety_*.sql")), "no safety dump of the replaced data"
+    # the replaced data is kept: the restore swapped the verified copy in and renamed the database
+    # it replaced aside (database_restore_method auto -> swap), instead of a safety dump
+    kept_db = psql(stack, "SELECT datname FROM pg_database WHERE datname LIKE '%\\_before\\_%'").split()
+    assert len(kept_db) == 1, "the replaced data was not kept: %s" % kept_db
     # the cleanup: this project's stopped container and dangling image are gone, nothing else
     made = broken["made"]
     assert docker("ps", "-aq", "--no-trunc", "--filter", f"id={made['containers'][0]}") == ""
