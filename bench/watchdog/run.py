@@ -162,6 +162,9 @@ class Bench:
         exited = time.monotonic() - t0
         poller.join(timeout=30)
         stop.set()
+        if self.opts.log:
+            with open(self.opts.log, "a") as out:
+                out.write("$ %s\n%s%s\n" % (" ".join(argv), proc.stdout, proc.stderr))
         if proc.returncode != 0:
             print(proc.stdout[-3000:], proc.stderr[-2000:])
         return answered.get("t"), exited, proc.returncode
@@ -253,6 +256,8 @@ def main():
     parser.add_argument("--slow-window", type=float, default=10.0)
     parser.add_argument("--fp-seconds", type=float, default=60.0, help="false-positive sampling on a good deploy (300: 5 min)")
     parser.add_argument("--oneshot", action="store_true", help="one watchdog playbook that samples by itself, instead of sampler + verdict")
+    parser.add_argument("--log", help="append the output of every playbook run to this file (with "
+                        "ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks: where the seconds go)")
     parser.add_argument("--skip", default="", help="comma list of: faults,fp,slow")
     opts = parser.parse_args()
     skip = set(filter(None, opts.skip.split(",")))
