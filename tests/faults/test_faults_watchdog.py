@@ -50,6 +50,25 @@ def test_trigger_while_a_rollback_holds_the_lock(fault_stack):
         fs.lock.unlink(missing_ok=True)
 
 
+def test_trigger_on_a_stack_that_already_runs_its_previous_images(fault_stack):
+    """Fault: a trigger fires on a stack that already runs its previous images (rolled back by hand
+    or by another watchdog) -> Outcome: nothing changes (tags, containers, files); the run succeeds
+    and says there is nothing to roll back to; no cooldown is started, no report; lock free."""
+    fs = fault_stack
+    fs.reset(running="v1", previous="v1")
+    _state(fs).unlink(missing_ok=True)
+    before = fs.snapshot()
+    case = fs.case_dir("watchdog-already-previous")
+    proc = fs.run(PLAYBOOK, case, watchdog_verdict=VERDICT)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert re.search(r"the stack already runs its previous images \(backend, frontend\): nothing to roll back to; "
+                     r"doing nothing", proc.stdout), proc.stdout[-3000:]
+    assert fs.snapshot() == before
+    assert not _state(fs).exists()
+    assert not list(case.glob("rollbacks/*"))
+    assert_lock_free(fs)
+
+
 def test_trigger_without_a_previous_image(fault_stack):
     """Fault: a trigger fires on a stack with no previous image -> Outcome: the rollback fails in
     the preflight before any change; lock free; report FAILED naming the missing image; escalated

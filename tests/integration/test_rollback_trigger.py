@@ -93,6 +93,7 @@ def _warm(stack, slow_targets):
     trigger(stack, targets=slow_targets, window=3, stop_early=False)
 
 
+@pytest.mark.latency
 def test_slow_2x_fires_and_1_2x_does_not(stack, tmp_path):
     """Issue 15: a baseline recorded on the good v1, then the bad v2 ``--fault slow`` with a delay of
     the baseline p95 of the API (answers twice as slow) fires p95_degradation on the API; a delay of a
