@@ -13,8 +13,12 @@ For each fault of the reference stack's v2 (unhealthy, errors at 30 %, crash), p
      seconds from t0 to the verdict rollback=true;
   4. `ansible-playbook watchdog.yml -e watchdog_verdict=<the verdict>` from examples/project runs
      at once (what the EDA rule does): **answers** = seconds from t0 until /health/ready answers
-     200 naming v1 (a 50 ms poller), **verified** = seconds from t0 until the playbook exits 0
-     (rolled back, health and image IDs verified, validated, reported).
+     200 naming v1 (a 50 ms poller), **verified** = seconds from t0 until the stack is verified
+     healthy: the rollback's health and image ID checks passed and its validation (P1 script,
+     checklist, response times) ended with every check passed - the end of the validation as the
+     run's report records it (validation.started_at + duration); **done** = seconds from t0 until
+     the playbook exits 0 (after it also released the lock, recorded the cooldown and wrote the
+     report).
 
 With --oneshot, step 3-4 are replaced by one `ansible-playbook watchdog.yml` started at t0 that
 samples by itself (an AWX schedule or a timer firing right then): answers and verified as above.
@@ -35,6 +39,7 @@ trigger on a good deploy; slow at 2x the baseline triggers, 1.2x does not.
 Not a timed test and not part of `make test`; other load on the machine shows up directly.
 """
 import argparse
+import datetime
 import importlib.util
 import json
 import os
@@ -143,6 +148,19 @@ class Bench:
                 return time.monotonic(), verdict
         return None, None
 
+    def validated_at(self, t0):
+        """Seconds from t0 to the end of the validation of the newest report (None: no report, or
+        the validation did not pass)."""
+        reports = sorted((self.work / "reports").glob("rollbacks/*/rollback_report_*.json"), key=lambda p: p.stat().st_mtime)
+        if not reports:
+            return None
+        validation = json.loads(reports[-1].read_text()).get("validation") or {}
+        if validation.get("passed") is not True or not validation.get("started_at") or validation.get("duration") is None:
+            return None
+        ended = datetime.datetime.fromisoformat(validation["started_at"]).timestamp() + float(validation["duration"])
+        wall_t0 = time.time() - (time.monotonic() - t0)
+        return ended - wall_t0
+
     def run_playbook(self, argv, t0, limit=300):
         answered = {}
         stop = threading.Event()
@@ -167,7 +185,7 @@ class Bench:
                 out.write("$ %s\n%s%s\n" % (" ".join(argv), proc.stdout, proc.stderr))
         if proc.returncode != 0:
             print(proc.stdout[-3000:], proc.stderr[-2000:])
-        return answered.get("t"), exited, proc.returncode
+        return answered.get("t"), self.validated_at(t0), exited, proc.returncode
 
     def fault_round(self, fault):
         self.good()
@@ -180,21 +198,22 @@ class Bench:
             t0 = wait_for(lambda: status_of(self.backend + "/health/live")[0] is not None, limit=120)
         startup = t0 - deployed
         if self.opts.oneshot:
-            answer, verified, rc = self.run_playbook(self.playbook(), t0)
+            answer, verified, done, rc = self.run_playbook(self.playbook(), t0)
             fired, reasons = None, "(one-shot playbook)"
         else:
             fired_at, verdict = self.sample_until_fired()
             fired = fired_at - t0 if fired_at else None
             if verdict is None:
-                return dict(fault=fault, startup=round(startup, 2), trigger=None, answers=None, verified=float("nan"),
-                            rc=-1, reasons="never fired")
+                return dict(fault=fault, startup=round(startup, 2), trigger=None, answers=None, verified=None,
+                            done=None, rc=-1, reasons="never fired")
             reasons = "; ".join(r["detail"] for r in verdict["reasons"])
             verdict_arg = json.dumps({"watchdog_verdict": {"rollback": True, "reasons": verdict["reasons"],
                                                            "figures": {"sampled_s": verdict["figures"]["sampled_s"],
                                                                        "overall": verdict["figures"]["overall"]}}})
-            answer, verified, rc = self.run_playbook(self.playbook("-e", verdict_arg), t0)
+            answer, verified, done, rc = self.run_playbook(self.playbook("-e", verdict_arg), t0)
         return dict(fault=fault, startup=round(startup, 2), trigger=fired and round(fired, 2),
-                    answers=answer and round(answer, 2), verified=round(verified, 2), rc=rc, reasons=reasons)
+                    answers=answer and round(answer, 2), verified=verified and round(verified, 2), done=round(done, 2),
+                    rc=rc, reasons=reasons)
 
     def baseline(self):
         fig = trigger.sample(self.targets, self.opts.baseline_window, stop_early=False)
@@ -270,9 +289,9 @@ def main():
                 for fault in opts.faults.split(","):
                     row = bench.fault_round(fault)
                     results["faults"].append(row)
-                    print("round %d %-9s startup %5.2f s  trigger %6s s  answers %6s s  verified %6.2f s  rc=%d  (%s)" % (
-                        round_no + 1, fault, row["startup"], row["trigger"], row["answers"], row["verified"], row["rc"],
-                        row["reasons"][:160]), flush=True)
+                    print("round %d %-9s startup %5.2f s  trigger %6s s  answers %6s s  verified %6s s  done %6s s  rc=%d  (%s)" % (
+                        round_no + 1, fault, row["startup"], row["trigger"], row["answers"], row["verified"], row["done"],
+                        row["rc"], row["reasons"][:160]), flush=True)
         if "fp" not in skip:
             results["fp"] = bench.false_positives()
             print("good deploy: %(fired)d of %(windows)d windows fired over %(seconds)s s; baseline p95 %(baseline)s" % results["fp"],
@@ -295,8 +314,8 @@ def main():
             def med(key, rows=rows):
                 values = [r[key] for r in rows if r[key] is not None]
                 return statistics.median(values) if values else float("nan")
-            print("%-9s trigger %6.2f  answers %6.2f  verified %6.2f   targets trigger <= 5: %s, verified <= 15: %s" % (
-                fault, med("trigger"), med("answers"), med("verified"),
+            print("%-9s trigger %6.2f  answers %6.2f  verified %6.2f  done %6.2f   targets trigger <= 5: %s, verified <= 15: %s" % (
+                fault, med("trigger"), med("answers"), med("verified"), med("done"),
                 "met" if med("trigger") <= 5 else ("n/a" if opts.oneshot else "NOT met"), "met" if med("verified") <= 15 else "NOT met"))
     print("load average (1, 5, 15 min) at the start: %.1f %.1f %.1f" % results["load"])
     print(json.dumps(results))
