@@ -405,7 +405,7 @@ found:
   description:
     - Whether the script exists. V(false) only with O(missing=skip), when nothing ran and the task
       is reported as skipped; a missing script with O(missing=fail) fails the task instead.
-  returned: always
+  returned: when the script was looked for (the other options were valid)
   type: bool
   sample: true
 script:
@@ -521,7 +521,6 @@ class ValidateP1(object):
         self.cmd = [self.script] + list(self.params['args'] or [])
         self.result = {
             'changed': False,
-            'found': True,
             'script': self.script,
             'cmd': self.cmd,
             'min_pass_rate': finite_or_none(self.params['min_pass_rate']),
@@ -582,6 +581,7 @@ class ValidateP1(object):
         if not os.path.exists(self.script):
             self.fail('validation script not found: %s%s; set script (and chdir) to where the script is'
                       % (self.script, where), found=False)
+        self.result['found'] = True
         if os.path.isdir(self.script):
             self.fail('validation script %s is a directory, not a file%s' % (self.script, where))
         if not os.access(self.script, os.X_OK):
