@@ -26,6 +26,9 @@ description:
     whole process group (the script and everything it started) gets SIGTERM, then SIGKILL
     after O(kill_grace) seconds.
   - The module only reads, so it runs in check mode too and never reports a change.
+  - With O(missing=skip), a script that does not exist is not an error - the task is reported as
+    skipped (RV(found) is V(false)) - so that a caller that only runs the script when the stack has
+    one needs no separate look for it first.
 author: TaylorDash operations team (@taylordash)
 extends_documentation_fragment:
   - taylordash.rollback.attributes
@@ -48,6 +51,18 @@ options:
         when O(chdir) is not set. It is never looked up in E(PATH).
     type: path
     default: ./ops/validate_p1.sh
+  missing:
+    description:
+      - What a O(script) that does not exist means.
+      - V(fail), the task fails, naming the path it looked for.
+      - V(skip), nothing runs and the task is reported as skipped, with RV(found) V(false) and a
+        RV(msg) that names the path. Meant for a default script path that a stack may not have;
+        a script the operator named should keep V(fail).
+      - Only a path that does not exist at all is skipped; a script that exists but is a directory,
+        is not executable or cannot start still fails. The other options are checked first either way.
+    type: str
+    choices: [fail, skip]
+    default: fail
   args:
     description:
       - Arguments passed to the script, one list item per argument, without a shell.
@@ -227,6 +242,12 @@ EXAMPLES = r'''
     summary_pattern: '(?P<passed>\d+) of (?P<total>\d+) checks passed'
     min_pass_rate: 80
 
+- name: Run the stack's validation script when it has one, else report the task as skipped
+  taylordash.rollback.validate_p1:
+    chdir: /opt/taylordash
+    missing: skip
+  register: validation
+
 - name: Fail on the script's exit status as well as on its results
   taylordash.rollback.validate_p1:
     chdir: /opt/taylordash
@@ -380,6 +401,13 @@ stderr_lines:
   type: list
   elements: str
   sample: []
+found:
+  description:
+    - Whether the script exists. V(false) only with O(missing=skip), when nothing ran and the task
+      is reported as skipped; a missing script with O(missing=fail) fails the task instead.
+  returned: when the script was looked for (the other options were valid)
+  type: bool
+  sample: true
 script:
   description: Absolute path of the script, after resolving O(script) against O(chdir).
   returned: always
@@ -539,6 +567,10 @@ class ValidateP1(object):
                     'env: the value of %s is shorter than %d characters, too short to be a secret, so it is not '
                     'masked in the results. Set variables that are not secret with the task keyword environment '
                     'instead.' % (key, MIN_SECRET_LENGTH))
+        if params['missing'] == 'skip' and not os.path.lexists(self.script):
+            self.result['found'] = False
+            self.module.exit_json(msg='no validation script at %s; skipped (missing=skip). Put the script there, or '
+                                      'set script to where it is' % self.script, skipped=True, **self.result)
         chdir = params['chdir']
         if chdir is not None and not os.path.isdir(chdir):
             self.fail('chdir %s does not exist or is not a directory; set chdir to the stack project directory'
@@ -548,7 +580,8 @@ class ValidateP1(object):
             where = " (script '%s' resolved against %s)" % (params['script'], chdir or os.getcwd())
         if not os.path.exists(self.script):
             self.fail('validation script not found: %s%s; set script (and chdir) to where the script is'
-                      % (self.script, where))
+                      % (self.script, where), found=False)
+        self.result['found'] = True
         if os.path.isdir(self.script):
             self.fail('validation script %s is a directory, not a file%s' % (self.script, where))
         if not os.access(self.script, os.X_OK):
@@ -687,6 +720,7 @@ class ValidateP1(object):
 def argument_spec():
     return dict(
         script=dict(type='path', default='./ops/validate_p1.sh'),
+        missing=dict(type='str', choices=['fail', 'skip'], default='fail'),
         args=dict(type='list', elements='str', default=[]),
         chdir=dict(type='path'),
         env=dict(type='dict', no_log=True),

@@ -16,9 +16,9 @@ import pytest
 from conftest import REPO, VENV_BIN, ansible_env
 
 try:  # tests/integration as a package, or as a plain directory on sys.path
-    from .rollback_env import PlaybookStack
+    from .rollback_env import PlaybookStack, result_of
 except ImportError:
-    from rollback_env import PlaybookStack
+    from rollback_env import PlaybookStack, result_of
 
 pytestmark = pytest.mark.integration
 
@@ -336,3 +336,44 @@ def test_reports_of_the_same_second_get_archives_of_their_own(tmp_path):
     lines = (report_dir / "rollback_history.log").read_text().splitlines()
     assert sorted(line.split("report=")[1] for line in lines) == sorted(
         f"rollbacks/{d.name}/rollback_report_{d.name}.md" for d in dirs)
+
+
+@pytest.mark.parametrize("case", ["listed_present", "listed_absent", "not_listed"])
+def test_env_copy_decided_from_the_after_snapshot(case, tmp_path):
+    """Issue 15: with report_archive_env left at null, the after-snapshot (its files, by path) says
+    whether the .env exists; the file is looked for only when the snapshot does not list it. The
+    report says the same as when it was always looked for."""
+    project = tmp_path / "project"
+    project.mkdir()
+    env_file = project / ".env"
+    if case != "listed_absent":
+        env_file.write_text("TD_SECRET=not-in-any-output\n")
+    after = {"services": []}
+    if case != "not_listed":
+        after["files"] = {".env": {"path": str(env_file), "exists": env_file.exists()},
+                          "docker-compose.yml": {"path": str(project / "docker-compose.yml"), "exists": False}}
+    play = tmp_path / "report.yml"
+    play.write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.import_role:\n        name: taylordash.rollback.report\n")
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(f"h0 ansible_connection=local ansible_python_interpreter={VENV_BIN / 'python'}\n")
+    extra = {"report_type": "immediate", "report_dir": str(project), "stack_project_dir": str(project),
+             "stack_compose_project": "tdenv", "report_state_after": after}
+    env = dict(ansible_env(), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+    proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(play), "-e", json.dumps(extra)],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    looked = result_of(proc.stdout, "Look for the .env to archive (the snapshot does not say whether it exists)")
+    assert looked.get("skipped", False) is (case != "not_listed")
+    [archive] = sorted(p for p in (project / "rollbacks").iterdir())
+    md, data = load_report(archive)
+    line = "env copy: skipped, no %s; set report_env_file to archive another file" % env_file
+    if case == "listed_absent":
+        assert data["files"]["env_copy"] is None and not (archive / "env_post_rollback").exists()
+        assert line in data["skipped"]
+    else:
+        assert data["files"]["env_copy"] == str(archive / "env_post_rollback")
+        assert (archive / "env_post_rollback").read_text() == env_file.read_text()
+        assert line not in data["skipped"]
+    assert "not-in-any-output" not in proc.stdout + md

@@ -95,6 +95,49 @@ def test_missing_script_set_explicitly_fails_before_any_check(good):
         fact(proc.stdout, "validate_results")
 
 
+def test_default_script_absent_and_services_given_skip_without_looking(good):
+    """Issue 15: no stat of the default script (validate_p1 with missing: skip looks for it) and no
+    `docker compose config --services` when validate_compose_services is given; the results say
+    exactly what the plan always said."""
+    script = good.dir / "ops" / "validate_p1.sh"
+    aside = script.with_name("validate_p1.sh.aside")
+    script.rename(aside)
+    try:
+        proc = good.run(PLAYBOOK, dict(QUICK, validate_perf_enabled=False, validate_compose_services=["backend", "frontend"]),
+                        json_output=True)
+    finally:
+        aside.rename(script)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    results = fact(proc.stdout, "validate_results")
+    line = "P1 script: skipped, no %s; set validate_script to run a validation script" % script
+    assert results["script"] == {"enabled": False, "path": None, "passed": None, "msg": line, "rc": None,
+                                 "timed_out": False, "checks": [], "duration": None}
+    assert (results["pass_rate"], results["checks_total"], results["health_passed"]) == (None, None, None)
+    assert results["skipped"][0] == line
+    assert "database: skipped, no service named postgres in the compose project; set stack_db_service" in results["skipped"]
+    assert [c["name"] for c in results["checklist"]] == ["auth_login", "api_projects", "frontend"]
+    assert results["passed"] is True and results["failures"] == []
+    assert result_of(proc.stdout, "Look for the P1 validation script").get("skipped") is True
+    p1 = result_of(proc.stdout, "Run the P1 validation script and gate on its pass rate")
+    assert p1.get("skipped") is True and p1["found"] is False
+    listing = result_of(proc.stdout, "List the services of the compose project (is there a database to ask?)")
+    assert listing.get("skipped") is True
+
+
+def test_database_check_runs_through_compose_exec(good):
+    """Issue 15: pg_isready runs through one `docker compose exec -T` (ansible.builtin.command)."""
+    proc = good.run(PLAYBOOK, dict(QUICK, validate_script_enabled=False, validate_perf_enabled=False,
+                                   validate_compose_services=["postgres"]), json_output=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    db = result_of(proc.stdout, "Check that the database accepts connections")
+    assert db["rc"] == 0 and db["cmd"][0] == "docker" and "exec" in db["cmd"] and "-T" in db["cmd"]
+    assert db["cmd"][db["cmd"].index("exec"):][:4] == ["exec", "-T", "postgres", "pg_isready"]
+    assert db.get("changed") is False
+    results = fact(proc.stdout, "validate_results")
+    assert [(c["name"], c["passed"], c["detail"]) for c in results["checklist"] if c["name"] == "database"] == [
+        ("database", True, "accepting connections")]
+
+
 HANGING = """#!/bin/bash
 echo "[PASS] backend_health - HTTP 200"
 sleep 1000 &

@@ -192,10 +192,13 @@ def _documented_keys():
     return set(RETURN)
 
 
-@pytest.mark.parametrize("case", ["success", "below", "no_results", "timeout", "missing"])
+@pytest.mark.parametrize("case", ["success", "below", "no_results", "timeout", "missing", "missing_skip"])
 def test_every_returned_key_is_documented(case, runner, script, tmp_path):
     if case == "missing":
         result, dummy = runner({"script": str(tmp_path / "nope.sh")})
+    elif case == "missing_skip":
+        result, dummy = runner({"script": str(tmp_path / "nope.sh"), "missing": "skip"})
+        result.pop("skipped")
     else:
         run = {
             "success": fake_run(ALL_PASS),
@@ -208,7 +211,7 @@ def test_every_returned_key_is_documented(case, runner, script, tmp_path):
     assert not undocumented
     always = {k for k, v in RETURN.items() if v["returned"] == "always"}
     assert always <= set(result)
-    if case != "missing":
+    if not case.startswith("missing"):
         ran = {k for k, v in RETURN.items() if v["returned"] == "when the script ran"}
         assert ran <= set(result), ran - set(result)
 
@@ -432,6 +435,66 @@ def test_missing_script_names_resolved_path(runner, tmp_path):
     assert result["msg"].startswith("validation script not found: %s" % expected)
     assert "(script './ops/validate_p1.sh' resolved against %s)" % tmp_path in result["msg"]
     assert result["script"] == expected and result["cmd"] == [expected]
+
+
+def test_missing_script_fails_by_default_and_says_not_found(runner, tmp_path):
+    result, calls = runner({"script": str(tmp_path / "nope.sh"), "missing": "fail"})
+    assert result["failed"] is True and not calls
+    assert result["found"] is False
+    assert "skipped" not in result
+
+
+def test_missing_skip_reports_a_skipped_task(runner, tmp_path):
+    expected = os.path.join(str(tmp_path), "ops", "validate_p1.sh")
+    result, calls = runner({"chdir": str(tmp_path), "missing": "skip"})
+    assert not calls
+    assert result["failed"] is False and result["changed"] is False
+    assert result["skipped"] is True and result["found"] is False
+    assert result["msg"] == ("no validation script at %s; skipped (missing=skip). Put the script there, or set "
+                             "script to where it is" % expected)
+    assert result["script"] == expected and result["cmd"] == [expected]
+    for key in ("pass_rate", "passed", "total", "rc", "checks"):
+        assert key not in result
+
+
+def test_missing_skip_runs_in_check_mode(runner, tmp_path):
+    result, calls = runner({"chdir": str(tmp_path), "missing": "skip", "_ansible_check_mode": True})
+    assert not calls and result["skipped"] is True and result["found"] is False
+
+
+def test_missing_skip_runs_a_script_that_exists(runner, script):
+    result, calls = runner({"script": str(script), "missing": "skip"}, fake_run(ALL_PASS))
+    assert len(calls) == 1
+    assert result["found"] is True and "skipped" not in result
+    assert result["pass_rate"] == 100.0
+
+
+def test_missing_skip_still_checks_the_other_options_first(runner, tmp_path):
+    result, calls = runner({"chdir": str(tmp_path), "missing": "skip", "min_pass_rate": 101})
+    assert result["failed"] is True and not calls
+    assert "skipped" not in result
+    assert result["msg"].startswith("min_pass_rate must be between 0 and 100")
+
+
+@pytest.mark.parametrize("broken", ["directory", "not_executable", "dangling_link"])
+def test_missing_skip_still_fails_a_script_that_is_there_but_broken(broken, runner, script, tmp_path):
+    target = str(script)
+    if broken == "directory":
+        target = str(tmp_path)
+    elif broken == "not_executable":
+        script.chmod(0o644)
+    else:
+        target = str(tmp_path / "link.sh")
+        os.symlink(str(tmp_path / "gone.sh"), target)
+    result, calls = runner({"script": target, "missing": "skip"})
+    assert result["failed"] is True and not calls
+    assert "skipped" not in result
+
+
+def test_missing_option_is_checked(runner, tmp_path):
+    result, calls = runner({"chdir": str(tmp_path), "missing": "ignore"})
+    assert result["failed"] is True and not calls
+    assert "missing" in result["msg"]
 
 
 def test_not_executable_says_how_to_fix(runner, script):

@@ -55,3 +55,24 @@ def test_validate_p1_any_option(option_and_value, scripts):
     kind, result = FUZZ.check(option_and_value, cwd=scripts)
     if name == "env" and isinstance(value, dict) and kind == "exit":
         assert result["pass_rate"] == 100.0
+
+
+SKIP_FUZZ = ModuleFuzz(
+    validate_p1,
+    base_args={"script": "check.sh", "timeout": 10, "kill_grace": 1, "missing": "skip"},
+    strategies={"script": inside_paths(), "chdir": inside_paths()},
+    deadline=15,
+)
+
+
+@SKIP_FUZZ.given_options(max_examples=40)
+def test_validate_p1_missing_skip_any_option(option_and_value, scripts):
+    """missing=skip: a script that is not there is a skipped task (found false, nothing ran);
+    one that is there is judged as with missing=fail."""
+    name, value = option_and_value
+    kind, result = SKIP_FUZZ.check(option_and_value, cwd=scripts)
+    if kind == "exit" and result.get("skipped"):
+        assert result["found"] is False and "rc" not in result
+        assert not os.path.lexists(os.path.join(str(scripts), result["script"]))
+    elif kind == "exit":
+        assert result["found"] is True
