@@ -36,7 +36,8 @@ _value:
       C(failed_checks), C(health_check_passed) and C(health_check_detail),
       C(performance_restored) and C(performance_detail), C(authentication_functional) and
       C(authentication_detail), C(user_acceptance_verified) and C(user_acceptance_detail),
-      C(checklist), C(performance), C(failures), C(duration).
+      C(checklist), C(performance), C(failures), C(started_at) and C(duration) (when the validation
+      started, ISO 8601 UTC, and how many seconds it took).
   type: dict
 """
 
@@ -51,7 +52,7 @@ def _not_run():
                 performance_restored=None, performance_detail=_NOT_RUN,
                 authentication_functional=None, authentication_detail=_NOT_RUN,
                 user_acceptance_verified=False, user_acceptance_detail=_UAT,
-                checklist=[], performance=[], failures=[], duration=None)
+                checklist=[], performance=[], failures=[], started_at=None, duration=None)
 
 
 def report_validation(results):
@@ -74,7 +75,8 @@ def report_validation(results):
         authentication_detail=login[0].get('detail') if login else 'not checked',
         user_acceptance_verified=False, user_acceptance_detail=_UAT,
         checklist=checklist, performance=perf,
-        failures=v.get('failures', []), duration=v.get('duration'))
+        failures=v.get('failures', []), started_at=v.get('started_at'),
+        duration=v.get('duration'))
 
 
 class FilterModule(object):

@@ -118,7 +118,7 @@ RESULTS = {
     "script": {"msg": "9/9 checks passed (100.0%)"},
     "checklist": [{"name": "auth_login", "passed": True, "detail": "HTTP 200, session token issued (0.010 s)"}],
     "performance": [{"summary": "auth_login: ok"}, {"summary": "frontend: ok"}],
-    "failures": [], "duration": 2.5,
+    "failures": [], "started_at": "2026-11-26T11:16:15.123456+00:00", "duration": 2.5,
 }
 
 
@@ -128,6 +128,7 @@ def test_validation_boxes():
     assert v["performance_detail"] == "auth_login: ok; frontend: ok"
     assert v["authentication_detail"] == "HTTP 200, session token issued (0.010 s)"
     assert v["user_acceptance_verified"] is False and v["duration"] == 2.5
+    assert v["started_at"] == "2026-11-26T11:16:15.123456+00:00"
 
 
 def test_validation_boxes_when_little_was_checked():
