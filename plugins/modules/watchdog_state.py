@@ -119,6 +119,7 @@ lock:
 """
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -149,7 +150,7 @@ def since_last(record, now):
         epoch = float((record or {}).get('last_rollback_epoch'))
     except (TypeError, ValueError):
         return None
-    if epoch != epoch or epoch in (float('inf'), float('-inf')):
+    if not math.isfinite(epoch):
         return None
     return round(now - epoch, 3)
 
