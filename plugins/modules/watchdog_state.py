@@ -118,6 +118,7 @@ lock:
   sample: {held: true, holder: alice via AWX job 42, reason: manual rollback, started_at: "2026-11-25T14:18:01+00:00", problem: null}
 """
 
+import errno
 import json
 import math
 import os
@@ -175,7 +176,7 @@ def read_file(path):
         with open(path, 'rb') as handle:
             return handle.read(MAX_BYTES), None
     except (IOError, OSError) as exc:
-        if getattr(exc, 'errno', None) == 2 and not os.path.isdir(path):
+        if exc.errno == errno.ENOENT:
             return None, None
         return None, to_text(exc.strerror or exc)
 
