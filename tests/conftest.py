@@ -57,6 +57,11 @@ def ansible_env(extra: dict | None = None) -> dict:
             "ANSIBLE_FORCE_COLOR": "0",
             "ANSIBLE_LOCALHOST_WARNING": "False",
             "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+            # The module payloads built by one test's run are reused by the next (plugins/callback/
+            # payload_cache.py): 0.15-0.25 s less per module and run. A test that sets its own
+            # ANSIBLE_CALLBACKS_ENABLED builds them as usual.
+            "ANSIBLE_CALLBACKS_ENABLED": "taylordash.rollback.payload_cache",
+            "TAYLORDASH_PAYLOAD_CACHE": str(REPO / ".cache" / "payload_cache"),
             "PATH": f"{VENV_BIN}:{env.get('PATH', '')}",
         }
     )

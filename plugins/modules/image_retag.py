@@ -81,6 +81,42 @@ options:
         O(keep_as=previous) make C(previous) the bad build, ready for a roll-forward.
       - Empty string means do not keep; the replaced image may then be left without any tag.
     type: str
+  recreate:
+    description:
+      - After the tags moved, recreate these compose services on them in the same module run:
+        C(docker compose up -d --no-deps --pull never --timeout <stop_timeout> <services>). This is the
+        runbook's C(docker tag :previous :latest; docker-compose up -d backend) as one step, one module
+        start less before the previous build answers.
+      - Compose recreates a service whose image changed and leaves the others as they are. It runs
+        also when no tag had to move (a service may still run the image the tag no longer names).
+      - Not run when a tag could not be moved, and not in check mode (the tags have not moved, so
+        compose cannot tell what would change); RV(recreate) says why.
+      - The project directory, the compose files and the service names are checked with the other
+        options, before any tag moves.
+    type: dict
+    version_added: 0.1.0
+    suboptions:
+      project_dir:
+        description: The compose project directory.
+        type: path
+        required: true
+      project_name:
+        description: The compose project name; default is what compose derives from O(recreate.project_dir).
+        type: str
+      compose_files:
+        description: Compose files, relative to O(recreate.project_dir) or absolute; default is compose's own choice.
+        type: list
+        elements: str
+        default: []
+      services:
+        description: The services to recreate; dependencies are not touched (C(--no-deps)).
+        type: list
+        elements: str
+        required: true
+      stop_timeout:
+        description: Seconds compose gives a container to stop before it is killed.
+        type: int
+        default: 10
   docker_cli:
     description:
       - Path to the C(docker) command line client. Default is C(docker) found on E(PATH).
@@ -92,8 +128,8 @@ notes:
   - The image is tagged first under O(keep_as), then O(to_tag) moves. If the second step fails the
     message says so; the kept tag then points at the image O(to_tag) still points at, which is
     harmless.
-  - Containers keep running the image they were created from; recreate them (for example with
-    M(community.docker.docker_compose_v2)) to run the rolled-back image.
+  - Containers keep running the image they were created from; recreate them (O(recreate), or for
+    example M(community.docker.docker_compose_v2)) to run the rolled-back image.
 seealso:
   - module: community.docker.docker_image_tag
   - module: community.docker.docker_compose_v2
@@ -108,6 +144,14 @@ EXAMPLES = r"""
     from_tag: previous
     to_tag: latest
   register: retag
+
+- name: Point the tags back and recreate the services on them, in one module run
+  taylordash.rollback.image_retag:
+    repositories: [taylordash_backend, taylordash_frontend]
+    recreate:
+      project_dir: /opt/taylordash
+      services: [backend, frontend]
+  register: rollback
 
 - name: Roll the backend back to the image tagged previous, keeping the bad one
   taylordash.rollback.image_retag:
@@ -222,6 +266,18 @@ results:
   elements: dict
   sample: [{repository: taylordash_backend, changed: true, kept_tag: rollback-20240518T101500Z}]
   version_added: 0.2.0
+recreate:
+  description:
+    - What O(recreate) did. C(ran) says whether C(docker compose up) ran; when it did not, C(msg) says
+      why (check mode, or a tag could not be moved).
+    - C(cmd) (the argv), C(rc), C(stdout), C(stderr) of C(docker compose up), C(failed) when its C(rc) is not 0; C(changed) is true when
+      compose recreated, created or started a container (its progress lines on standard error say so);
+      C(timing) is when it started and ended and how many seconds it took.
+  returned: with O(recreate)
+  type: dict
+  sample: {ran: true, changed: true, rc: 0, cmd: [docker, compose, --project-directory, /opt/taylordash, up, -d],
+           stderr: " Container taylordash-backend-1  Recreated", timing: {seconds: 0.61}}
+  version_added: 0.1.0
 timing:
   description: When the module started and ended (ISO 8601 UTC) and how many seconds it took.
   returned: always
@@ -230,7 +286,11 @@ timing:
 """
 
 import datetime
+import os
+import re
+import time
 
+from ansible_collections.taylordash.rollback.plugins.module_utils._compose import compose_args
 from ansible_collections.taylordash.rollback.plugins.module_utils._docker_cli import (
     docker_cli_problem,
     DockerCLI,
@@ -245,6 +305,10 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._module import
 from ansible_collections.taylordash.rollback.plugins.module_utils._side_by_side import first_failure, side_by_side
 
 KEEP_PREFIX = 'rollback-'
+# A compose service name (compose-spec: [a-zA-Z0-9._-], not starting with a separator).
+SERVICE_NAME = re.compile(r'^[a-zA-Z0-9][a-zA-Z0-9._-]*$')
+# Compose's progress lines on standard error when it acts on a container.
+COMPOSE_ACTED = re.compile(r'\b(Recreated|Created|Started)\b')
 
 
 def default_keep_tag(now=None):
@@ -306,7 +370,87 @@ def validate_params(params):
         problems.append(
             "from_tag and to_tag are both '%s': nothing to roll back to; set from_tag to the tag or "
             "image ID to go back to" % from_tag)
+    if params.get('recreate') is not None:
+        problems.extend(recreate_problems(params['recreate']))
     return problems
+
+
+def recreate_problems(recreate):
+    """The problems of the ``recreate`` option, checked before any tag moves. Reads the file system."""
+    problems = []
+    services = recreate['services']
+    if not services:
+        problems.append('recreate.services is empty: name the compose services to recreate')
+    bad = [name for name in services if not SERVICE_NAME.match(name or '')]
+    if bad:
+        problems.append('recreate.services %s: not compose service names ([a-zA-Z0-9][a-zA-Z0-9._-]*)'
+                        % ', '.join(repr(name) for name in bad))
+    if len(set(services)) != len(services):
+        problems.append('recreate.services names a service more than once')
+    if recreate['stop_timeout'] < 0:
+        problems.append('recreate.stop_timeout=%s: must be 0 or more seconds' % recreate['stop_timeout'])
+    project_dir = recreate['project_dir']
+    if not project_dir or not os.path.isdir(project_dir):
+        problems.append('recreate.project_dir %s is not a directory: set it to the directory of the compose project'
+                        % project_dir)
+    else:
+        for name in recreate['compose_files']:
+            path = name if os.path.isabs(name) else os.path.join(project_dir, name)
+            if not os.path.isfile(path):
+                problems.append('recreate.compose_files: %s does not exist' % path)
+    return problems
+
+
+def recreate_argv(recreate):
+    """``docker`` arguments of the recreate: compose up of the services, no pull, no dependencies. Pure."""
+    return (compose_args(recreate['project_dir'], recreate['project_name'], recreate['compose_files'])
+            + ['up', '-d', '--no-deps', '--pull', 'never', '--timeout', str(recreate['stop_timeout'])]
+            + list(recreate['services']))
+
+
+def recreate_services(cli, recreate):
+    """Run the recreate; its result (``ran``, ``cmd``, ``rc``, ``stdout``, ``stderr``, ``changed``,
+    ``timing``), whether it succeeded or not."""
+    args = recreate_argv(recreate)
+    started_epoch, started = time.time(), time.monotonic()
+    try:
+        rc, stdout, stderr = cli.run(args, check_rc=False)
+    except DockerCLIError as exc:
+        rc, stdout, stderr = exc.rc, exc.stdout or '', exc.stderr or exc.msg
+    seconds = time.monotonic() - started
+
+    def iso(epoch):
+        return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat()
+    return dict(ran=True, cmd=[cli.binary] + args, rc=rc, stdout=stdout, stderr=stderr, failed=rc != 0,
+                changed=rc == 0 and bool(COMPOSE_ACTED.search(stderr)),
+                timing=dict(start=iso(started_epoch), end=iso(started_epoch + seconds), seconds=round(seconds, 3)))
+
+
+def run_recreate(module, cli, result):
+    """After the tags moved (or had nothing to do): recreate the services, or say why not."""
+    recreate = module.params['recreate']
+    if module.check_mode:
+        result['recreate'] = dict(ran=False, changed=False, cmd=[cli.binary] + recreate_argv(recreate),
+                                  msg='Check mode: the tags have not moved, so docker compose up was not run.')
+        return result
+    outcome = recreate_services(cli, recreate)
+    result['recreate'] = outcome
+    if outcome['rc'] != 0:
+        moved = result['changed']
+        retagged = result.pop('msg', '')
+        module.fail_json(
+            msg='docker compose up of %s failed (rc=%s): %s. %s' % (
+                ', '.join(recreate['services']), outcome['rc'],
+                (outcome['stderr'].strip() or outcome['stdout'].strip() or 'no output')[-2000:],
+                'The tags were moved (%s): the services may still run the build being rolled back; fix the cause and '
+                'run again (the tags are already where they belong), or roll forward with the kept tag.' % retagged.rstrip('.')
+                if moved else 'No tag had to move.'),
+            **result)
+    result['changed'] = result['changed'] or outcome['changed']
+    result['msg'] = '%s Recreated %s on them (docker compose up: %s).' % (
+        result['msg'], ', '.join(recreate['services']),
+        'containers recreated or started' if outcome['changed'] else 'nothing to recreate')
+    return result
 
 
 def plan(repository, from_tag, to_tag, keep_as, tags, resolved_id=None, now=None):
@@ -543,6 +687,13 @@ def main():
             from_tag=dict(type='str', default='previous'),
             to_tag=dict(type='str', default='latest'),
             keep_as=dict(type='str'),
+            recreate=dict(type='dict', options=dict(
+                project_dir=dict(type='path', required=True),
+                project_name=dict(type='str'),
+                compose_files=dict(type='list', elements='str', default=[]),
+                services=dict(type='list', elements='str', required=True),
+                stop_timeout=dict(type='int', default=10),
+            )),
             docker_cli=dict(type='path'),
         ),
         supports_check_mode=True,
@@ -561,6 +712,8 @@ def main():
     except DockerCLIError as exc:
         cli.fail('Unexpected docker failure: %s' % exc.msg, error=exc,
                  repository=module.params['repository'])
+    if module.params['recreate'] is not None:
+        result = run_recreate(module, cli, result)
     module.exit_json(**result)
 
 

@@ -24,7 +24,7 @@ from .conftest import (PLAYBOOKS, assert_images_kept, assert_lock_free, assert_r
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 PLAYBOOK = "rollback_immediate.yml"
-RECREATE_TASK = "TASK [taylordash.rollback.immediate : Recreate the services"
+RECREATE_TASK = "TASK [taylordash.rollback.immediate : Point each service's current tag back"  # the retag and the recreate: one task
 
 
 def kept_tags(tags: dict) -> dict:

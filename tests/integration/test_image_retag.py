@@ -277,3 +277,43 @@ def test_repositories_one_missing_changes_nothing(repo, second_repo):
     assert result["failed"] and not result["changed"]
     assert result["msg"].startswith(missing + ": ") and "Nothing was changed" in result["msg"], result["msg"]
     assert (tags_of(repo.name), tags_of(second_repo.name)) == before
+
+
+# --- recreate: the retag and `docker compose up` in one module run ----------------------------
+
+@pytest.mark.parametrize("case", ["project_dir missing", "no service", "compose file missing"])
+def test_bad_recreate_input_fails_before_any_tag_moves(repo, tmp_path, case):
+    recreate, expected = {
+        "project_dir missing": ({"project_dir": str(tmp_path / "nothere"), "services": ["web"]},
+                                f"recreate.project_dir {tmp_path / 'nothere'} is not a directory"),
+        "no service": ({"project_dir": str(tmp_path), "services": []},
+                       "recreate.services is empty"),
+        "compose file missing": ({"project_dir": str(tmp_path), "services": ["web"], "compose_files": ["nope.yml"]},
+                                 f"recreate.compose_files: {tmp_path / 'nope.yml'} does not exist"),
+    }[case]
+    before = tags_of(repo.name)
+    for check_mode in (True, False):
+        result = run_module("image_retag", {"repository": repo.name, "recreate": recreate}, check_mode=check_mode)
+        assert result["failed"] is True and result["changed"] is False
+        assert expected in result["msg"] and "Nothing was changed" in result["msg"], result["msg"]
+    assert tags_of(repo.name) == before
+
+
+def test_a_failing_compose_up_names_the_tags_that_moved(repo, tmp_path):
+    """Compose itself refuses (a service the project does not define): the tags have moved, and
+    the message says so and how to go on; check mode moves nothing and runs no compose."""
+    (tmp_path / "docker-compose.yml").write_text(f"services:\n  web:\n    image: {repo.ref('latest')}\n")
+    args = {"repository": repo.name, "keep_as": "bad-build",
+            "recreate": {"project_dir": str(tmp_path), "project_name": f"{repo.name}p", "services": ["nosuch"]}}
+    check = run_module("image_retag", args, check_mode=True)
+    assert not check["failed"], check["msg"]
+    assert check["recreate"]["ran"] is False and "Check mode" in check["recreate"]["msg"]
+    assert tags_of(repo.name)["latest"] == repo.bad
+
+    result = run_module("image_retag", args)
+    assert result["failed"] is True and result["changed"] is True
+    assert result["recreate"]["ran"] is True and result["recreate"]["rc"] != 0
+    assert "docker compose up of nosuch failed" in result["msg"] and "nosuch" in result["recreate"]["stderr"]
+    assert "The tags were moved (Moved " in result["msg"] and "roll forward with the kept tag" in result["msg"]
+    tags = tags_of(repo.name)
+    assert (tags["latest"], tags["bad-build"]) == (repo.good, repo.bad)

@@ -21,7 +21,7 @@ from .test_rollback_immediate import health, rollback
 pytestmark = pytest.mark.integration
 
 PLAYBOOK = REPO / "playbooks" / "rollback_immediate.yml"
-RECREATE = "TASK [taylordash.rollback.immediate : Recreate the services on the rolled-back images"
+RECREATE = "TASK [taylordash.rollback.immediate : Point each service's current tag back"  # the retag and the recreate: one task
 
 
 def test_killed_run_then_second_run_with_break_stale(stack_factory, tmp_path):

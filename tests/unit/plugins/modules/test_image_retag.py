@@ -313,3 +313,100 @@ def test_repositories_are_checked_each():
     assert any("'Bad:Name' is not a valid" in p for p in problems)
     assert any("mutually exclusive" in p for p in mod.validate_params(params(repositories=[REPO])))
     assert any("is empty" in p for p in mod.validate_params(params(repository=None, repositories=[])))
+
+
+# --- recreate (the retag and `docker compose up` in one module run) ---------------------------
+
+def recreate(tmp_path, **kwargs):
+    base = dict(project_dir=str(tmp_path), project_name="tdunit", compose_files=[], services=["backend", "frontend"],
+                stop_timeout=10)
+    base.update(kwargs)
+    return base
+
+
+def test_recreate_options_are_checked_before_anything(tmp_path):
+    (tmp_path / "docker-compose.yml").write_text("services: {}\n")
+    assert mod.recreate_problems(recreate(tmp_path, compose_files=["docker-compose.yml"])) == []
+    cases = {
+        "services is empty": recreate(tmp_path, services=[]),
+        "'-rm': not compose service names": recreate(tmp_path, services=["-rm"]),
+        "more than once": recreate(tmp_path, services=["backend", "backend"]),
+        "stop_timeout=-1": recreate(tmp_path, stop_timeout=-1),
+        "is not a directory": recreate(tmp_path, project_dir=str(tmp_path / "missing")),
+        "missing.yml does not exist": recreate(tmp_path, compose_files=["missing.yml"]),
+    }
+    for fragment, options in cases.items():
+        problems = mod.recreate_problems(options)
+        assert len(problems) == 1 and fragment in problems[0], (fragment, problems)
+    # validate_params names them with the other options' problems
+    problems = mod.validate_params(params(recreate=recreate(tmp_path, services=[])))
+    assert problems == ["recreate.services is empty: name the compose services to recreate"]
+
+
+def test_recreate_argv_selects_the_project_and_never_pulls(tmp_path):
+    argv = mod.recreate_argv(recreate(tmp_path, compose_files=["a.yml", "/abs/b.yml"], stop_timeout=3))
+    assert argv == ["compose", "--project-directory", str(tmp_path), "--project-name", "tdunit",
+                    "--file", str(tmp_path / "a.yml"), "--file", "/abs/b.yml",
+                    "up", "-d", "--no-deps", "--pull", "never", "--timeout", "3", "backend", "frontend"]
+
+
+class ComposeCLI(FakeCLI):
+    """FakeCLI that also answers `docker compose up` with compose's own stderr (captured from 2.40)."""
+
+    binary = "docker"
+
+    def __init__(self, tags, rc=0, stderr=" Container tdunit-backend-1  Recreate\n Container tdunit-backend-1  Recreated\n"
+                                           " Container tdunit-backend-1  Starting\n Container tdunit-backend-1  Started\n"):
+        super().__init__(tags)
+        self.rc, self.stderr, self.runs = rc, stderr, []
+
+    def run(self, args, check_rc=True, data=None):
+        self.runs.append(args)
+        return self.rc, "", self.stderr
+
+
+class RecreateModule(FakeModule):
+    def fail_json(self, msg, **result):
+        raise Failed(dict(msg=msg, **result))
+
+
+def test_recreate_runs_after_the_tags_moved(tmp_path):
+    module = RecreateModule(recreate=recreate(tmp_path))
+    cli = ComposeCLI({"latest": OLD, "previous": NEW})
+    result = mod.run_recreate(module, cli, mod.ImageRetagger(module, cli).run())
+    assert cli.tag_calls and cli.runs == [mod.recreate_argv(module.params["recreate"])]
+    assert result["changed"] is True
+    assert result["recreate"]["ran"] is True and result["recreate"]["changed"] is True and result["recreate"]["rc"] == 0
+    assert result["recreate"]["cmd"][:2] == ["docker", "compose"]
+    assert set(result["recreate"]["timing"]) == {"start", "end", "seconds"}
+    assert result["msg"].endswith("Recreated backend, frontend on them (docker compose up: containers recreated or started).")
+
+
+def test_recreate_runs_also_when_no_tag_had_to_move(tmp_path):
+    """The tag may already name the target while a container still runs the other build."""
+    module = RecreateModule(recreate=recreate(tmp_path))
+    cli = ComposeCLI({"latest": NEW, "previous": NEW}, stderr=" Container tdunit-backend-1  Running\n")
+    result = mod.run_recreate(module, cli, mod.ImageRetagger(module, cli).run())
+    assert cli.tag_calls == [] and len(cli.runs) == 1
+    assert result["changed"] is False and result["recreate"]["changed"] is False
+    assert "nothing to recreate" in result["msg"]
+
+
+def test_recreate_is_not_run_in_check_mode(tmp_path):
+    module = RecreateModule(check_mode=True, recreate=recreate(tmp_path))
+    cli = ComposeCLI({"latest": OLD, "previous": NEW})
+    result = mod.run_recreate(module, cli, mod.ImageRetagger(module, cli).run())
+    assert cli.runs == [] and cli.tag_calls == []
+    assert result["recreate"]["ran"] is False and "Check mode" in result["recreate"]["msg"]
+
+
+def test_a_failed_recreate_says_the_tags_moved(tmp_path):
+    module = RecreateModule(recreate=recreate(tmp_path))
+    cli = ComposeCLI({"latest": OLD, "previous": NEW}, rc=1,
+                     stderr="Error response from daemon: driver failed programming external connectivity\n")
+    with pytest.raises(Failed) as info:
+        mod.run_recreate(module, cli, mod.ImageRetagger(module, cli).run())
+    failure = info.value.args[0]
+    assert failure["changed"] is True and failure["recreate"]["failed"] is True
+    assert failure["msg"].startswith("docker compose up of backend, frontend failed (rc=1): Error response from daemon")
+    assert "The tags were moved" in failure["msg"] and "roll forward with the kept tag" in failure["msg"]

@@ -1,0 +1,222 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) TaylorDash operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Keep the module payloads ansible-playbook builds, so that the next run does not build them again."""
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+name: payload_cache
+type: notification
+short_description: Reuse the module payloads of earlier runs (a faster start of every rollback)
+description:
+  - Before a module runs for the first time in a run, ansible-playbook builds its payload
+    (AnsiballZ) - it reads the module and every module_utils file it imports, and zips them. That
+    takes 0.15-0.25 s per module, in every run; a rollback uses about ten modules, two of them
+    before the previous build can answer (the lock with the snapshot, the retag with the recreate).
+  - ansible-playbook keeps the payloads it built in the run's own temporary directory, and removes
+    them when the run ends. This callback keeps a copy of the payloads of this collection's
+    modules and of ansible-core's own modules in O(path) when the run ends, and puts them back
+    before the first task of the next run, so the modules start at once.
+  - A payload is reused only when nothing it was built from changed - the copies are kept under a
+    fingerprint of ansible-core's version and location, the controller's Python, and the contents
+    of this collection's C(plugins/modules) and C(plugins/module_utils). Any change gives a new
+    fingerprint, and the payloads are built again. Payloads of other collections are never kept.
+  - The payloads hold module code only, never a task's arguments. They are loaded with Python's
+    C(pickle), as ansible-core loads its own copies, so O(path) must be private - a directory
+    (and files) owned by the user that runs ansible-playbook, not writable by group or others.
+    Anything else is ignored and the payloads are built as usual; the directory is created with
+    mode 0700 and the files with mode 0600.
+  - Needs ansible-core 2.19 (the layout of its payload cache); with another version it does
+    nothing.
+  - Enable it with C(callbacks_enabled = taylordash.rollback.payload_cache) in C(ansible.cfg);
+    C(examples/project/ansible.cfg) does.
+version_added: 0.1.0
+author: TaylorDash operations team (@taylordash)
+requirements:
+  - enabled in C(callbacks_enabled)
+options:
+  path:
+    description:
+      - Directory to keep the payloads in. Up to five fingerprints are kept; older ones are removed.
+      - Empty keeps nothing (the callback does nothing).
+    type: path
+    default: ~/.ansible/taylordash_payload_cache
+    env:
+      - name: TAYLORDASH_PAYLOAD_CACHE
+    ini:
+      - section: callback_payload_cache
+        key: path
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import stat
+import sys
+import tempfile
+
+from ansible import constants as C
+from ansible.plugins.callback import CallbackBase
+from ansible.release import __version__ as ansible_version
+
+# ansible-core 2.19 names a cached payload <module fqn>-<compression>-<extensions>; "none" when no
+# debugger or coverage extension is part of it. Only this collection's modules and ansible-core's
+# own (covered by the fingerprint) are kept.
+PAYLOAD_NAME = re.compile(
+    r'^(ansible_collections\.taylordash\.rollback\.plugins\.modules|ansible\.modules)\.[A-Za-z0-9_]+'
+    r'-ZIP_[A-Z]+-none$')
+SUPPORTED_CORE = re.compile(r'^2\.19\.')
+KEEP_FINGERPRINTS = 5
+COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def fingerprint(collection_root=COLLECTION_ROOT, core_version=ansible_version):
+    """What a payload was built from: ansible-core, the controller's Python, and every file of this
+    collection's modules and module_utils (names and contents)."""
+    import ansible
+    digest = hashlib.sha256()
+    for part in (core_version, os.path.dirname(os.path.abspath(ansible.__file__)), sys.version, collection_root):
+        digest.update(part.encode('utf-8') + b'\0')
+    for sub in ('modules', 'module_utils'):
+        top = os.path.join(collection_root, 'plugins', sub)
+        for folder, dirs, files in sorted(os.walk(top)):
+            dirs.sort()
+            for name in sorted(files):
+                if not name.endswith('.py'):
+                    continue
+                path = os.path.join(folder, name)
+                digest.update(os.path.relpath(path, collection_root).encode('utf-8') + b'\0')
+                with open(path, 'rb') as source:
+                    digest.update(hashlib.sha256(source.read()).digest())
+    return digest.hexdigest()[:24]
+
+
+def private_problem(path, want_dir):
+    """Why ``path`` may not be trusted (pickle data is code), or None: it must be a real directory
+    or file (no symlink) owned by this user and not writable by group or others."""
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        return 'cannot read it: %s' % exc.strerror
+    if want_dir and not stat.S_ISDIR(info.st_mode):
+        return 'not a directory'
+    if not want_dir and not stat.S_ISREG(info.st_mode):
+        return 'not a regular file'
+    if info.st_uid != os.getuid():
+        return 'owned by uid %d, not by this user (%d)' % (info.st_uid, os.getuid())
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return 'writable by group or others (mode %04o)' % stat.S_IMODE(info.st_mode)
+    return None
+
+
+def copy_file(source, target_dir, name, mode=0o600):
+    """Copy ``source`` to ``target_dir/name`` atomically (a temporary file, then a rename)."""
+    handle, temporary = tempfile.mkstemp(prefix='.' + name + '.', dir=target_dir)
+    try:
+        with os.fdopen(handle, 'wb') as out, open(source, 'rb') as data:
+            shutil.copyfileobj(data, out)
+        os.chmod(temporary, mode)
+        os.replace(temporary, os.path.join(target_dir, name))
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def restore(store, run_cache):
+    """Put the kept payloads of ``store`` into the run's cache; the number put back."""
+    if private_problem(store, True):
+        return 0
+    os.makedirs(run_cache, exist_ok=True)
+    restored = 0
+    for name in sorted(os.listdir(store)):
+        path = os.path.join(store, name)
+        if PAYLOAD_NAME.match(name) and not private_problem(path, False) \
+                and not os.path.exists(os.path.join(run_cache, name)):
+            copy_file(path, run_cache, name)
+            restored += 1
+    return restored
+
+
+def save(run_cache, base, store):
+    """Keep the payloads of the run's cache that ``store`` does not have yet; the number kept."""
+    if not os.path.isdir(run_cache):
+        return 0
+    names = [name for name in sorted(os.listdir(run_cache))
+             if PAYLOAD_NAME.match(name) and not os.path.exists(os.path.join(store, name))]
+    if not names:
+        return 0
+    for folder in (base, store):
+        if not os.path.isdir(folder):
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            os.chmod(folder, 0o700)
+        problem = private_problem(folder, True)
+        if problem:
+            raise OSError('%s: %s' % (folder, problem))
+    for name in names:
+        copy_file(os.path.join(run_cache, name), store, name)
+    prune(base, keep=os.path.basename(store))
+    return len(names)
+
+
+def prune(base, keep, limit=KEEP_FINGERPRINTS):
+    """Remove the oldest fingerprints beyond ``limit`` (never ``keep``)."""
+    folders = []
+    for name in os.listdir(base):
+        path = os.path.join(base, name)
+        if re.match(r'^[0-9a-f]{24}$', name) and os.path.isdir(path) and not os.path.islink(path):
+            folders.append((os.stat(path).st_mtime, name))
+    for dummy, name in sorted(folders, reverse=True)[limit:]:
+        if name != keep:
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = 'notification'
+    CALLBACK_NAME = 'taylordash.rollback.payload_cache'
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, *args, **kwargs):
+        super(CallbackModule, self).__init__(*args, **kwargs)
+        self._base = None
+        self._store = None
+
+    def _run_cache(self):
+        # Where ansible-core 2.19 keeps the payloads of this run (executor/module_common.py).
+        return os.path.join(C.DEFAULT_LOCAL_TMP, 'ansiballz_cache')
+
+    def v2_playbook_on_start(self, playbook):
+        path = self.get_option('path')
+        if not path:
+            return
+        if not SUPPORTED_CORE.match(ansible_version):
+            self._display.vvv('payload_cache: ansible-core %s is not 2.19; payloads are built as usual' % ansible_version)
+            return
+        self._base = os.path.abspath(os.path.expanduser(path))
+        try:
+            self._store = os.path.join(self._base, fingerprint())
+            problem = private_problem(self._base, True) if os.path.lexists(self._base) else None
+            if problem:
+                self._display.warning('payload_cache: not using %s (%s); module payloads are built as usual'
+                                      % (self._base, problem))
+                self._base = self._store = None
+                return
+            count = restore(self._store, self._run_cache()) if os.path.isdir(self._store) else 0
+            self._display.vvv('payload_cache: %d payloads reused from %s' % (count, self._store))
+        except (IOError, OSError) as exc:
+            self._display.warning('payload_cache: cannot reuse the payloads in %s: %s' % (self._base, exc))
+            self._base = self._store = None
+
+    def v2_playbook_on_stats(self, stats):
+        if not self._store:
+            return
+        try:
+            count = save(self._run_cache(), self._base, self._store)
+            self._display.vvv('payload_cache: %d new payloads kept in %s' % (count, self._store))
+        except (IOError, OSError) as exc:
+            self._display.warning('payload_cache: cannot keep the payloads in %s: %s' % (self._base, exc))
