@@ -59,6 +59,7 @@ import stat
 import sys
 import tempfile
 
+import ansible
 from ansible import constants as C
 from ansible.plugins.callback import CallbackBase
 from ansible.release import __version__ as ansible_version
@@ -77,7 +78,6 @@ COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspat
 def fingerprint(collection_root=COLLECTION_ROOT, core_version=ansible_version):
     """What a payload was built from: ansible-core, the controller's Python, and every file of this
     collection's modules and module_utils (names and contents)."""
-    import ansible
     digest = hashlib.sha256()
     for part in (core_version, os.path.dirname(os.path.abspath(ansible.__file__)), sys.version, collection_root):
         digest.update(part.encode('utf-8') + b'\0')
