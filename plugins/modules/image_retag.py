@@ -83,7 +83,7 @@ options:
     type: str
   recreate:
     description:
-      - After the tags moved, recreate these compose services on them in the same module run:
+      - After the tags moved, recreate these compose services on them in the same module run, with
         C(docker compose up -d --no-deps --pull never --timeout <stop_timeout> <services>). This is the
         runbook's C(docker tag :previous :latest; docker-compose up -d backend) as one step, one module
         start less before the previous build answers.

@@ -350,13 +350,17 @@ def test_recreate_argv_selects_the_project_and_never_pulls(tmp_path):
                     "up", "-d", "--no-deps", "--pull", "never", "--timeout", "3", "backend", "frontend"]
 
 
+# What compose 2.40 printed on stderr when it recreated a container.
+COMPOSE_RECREATED = (" Container tdunit-backend-1  Recreate\n Container tdunit-backend-1  Recreated\n"
+                     " Container tdunit-backend-1  Starting\n Container tdunit-backend-1  Started\n")
+
+
 class ComposeCLI(FakeCLI):
-    """FakeCLI that also answers `docker compose up` with compose's own stderr (captured from 2.40)."""
+    """FakeCLI that also answers `docker compose up` with compose's own stderr."""
 
     binary = "docker"
 
-    def __init__(self, tags, rc=0, stderr=" Container tdunit-backend-1  Recreate\n Container tdunit-backend-1  Recreated\n"
-                                           " Container tdunit-backend-1  Starting\n Container tdunit-backend-1  Started\n"):
+    def __init__(self, tags, rc=0, stderr=COMPOSE_RECREATED):
         super().__init__(tags)
         self.rc, self.stderr, self.runs = rc, stderr, []
 
