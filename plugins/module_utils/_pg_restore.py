@@ -113,11 +113,10 @@ class BackupRestore(PgTask):
             # previous_as is kept whatever its name and counts as one of keep_previous; never dropped.
             others = [name for name in tagged_values(res.stdout_text, 'older') if name not in (db, kept, previous)]
             kept_others, drop = prune_plan(others, keep - 1)
-            self.result['previous_dbs'] = [previous] + kept_others
             self.result['dropped'] = []
         if self.module.check_mode:
             if keep is not None:
-                self.result['would_drop'] = drop
+                self.result.update(would_drop=drop, previous_dbs=[previous] + kept_others)
             # What would change: the rows now, and those of the verified copy (read-only).
             before, count_res = self.count_rows(db)
             if before is None:
@@ -175,7 +174,9 @@ class BackupRestore(PgTask):
                               % (kept, db, self.result['phases']['swap'], self.result['sessions_ended'], len(after),
                                  self.result['total_rows_after'],
                                  ', row counts equal to the verified backup' if expect is not None else '', previous))
-        if drop:
+        if keep is not None:
+            # The swap stands: the previous databases kept are this one and those not dropped below.
+            self.result['previous_dbs'] = [previous] + kept_others
             self.drop_previous(drop)
         return self.finish()
 
@@ -187,6 +188,8 @@ class BackupRestore(PgTask):
         """After a swap that committed and whose rows matched: drop the older previous databases
         (keep_previous). The swap stands whatever happens here: a failed DROP is reported
         (drop_problem, a warning) and the databases not dropped are left as they are."""
+        if not names:
+            return
         self.begin_phase('drop')
         for name in names:
             res = self.psql_statements(['DROP DATABASE %s' % quote_ident(name)])
@@ -197,6 +200,7 @@ class BackupRestore(PgTask):
                     'state=pruned, or by hand: DROP DATABASE "%s").'
                     % (name, self.classify(res.stderr_text, res.rc), ', '.join(left), name))
                 self.module.warn(self.result['drop_problem'])
+                self.result['previous_dbs'] += left
                 break
             self.result['dropped'].append(name)
         self.end_phase()

@@ -482,8 +482,8 @@ sessions_ended:
 previous_dbs:
   description:
     - With O(state=pruned), the previous databases kept, newest first.
-    - With O(state=swapped) and O(keep_previous), those kept after the swap; O(previous_as) first.
-  returned: O(state=pruned), when they were listed; O(state=swapped) with O(keep_previous), when the checks passed
+    - With O(state=swapped) and O(keep_previous), those kept after the swap (would be, in check mode); O(previous_as) first.
+  returned: O(state=pruned), when they were listed; O(state=swapped) with O(keep_previous), in check mode or when the swap stood
   type: list
   elements: str
   sample: [taylordash_before_20240518_101500]

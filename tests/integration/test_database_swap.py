@@ -248,7 +248,7 @@ def test_swap_drops_the_older_previous_databases_after_its_rows_matched(pg_serve
     wrong = dict(expect, **{"public.users": 301})
     undone = swap(pg_server, db=live, swap_from=kept, previous_as=previous, expect_rows=wrong, keep_previous=1)
     assert undone["failed"] is True and undone["swapped_back"] is True
-    assert undone["dropped"] == [] and set(older) <= set(pg_server.databases())
+    assert undone["dropped"] == [] and "previous_dbs" not in undone and set(older) <= set(pg_server.databases())
 
     done = swap(pg_server, db=live, swap_from=kept, previous_as=previous, expect_rows=expect, keep_previous=2)
     assert done["failed"] is False and done["committed"] is True, done["msg"]
@@ -275,7 +275,7 @@ def test_swap_keeps_its_previous_database_even_when_it_is_not_the_newest(pg_serv
     with session(pg_server, newer):
         done = swap(pg_server, db=live, swap_from=kept, previous_as=previous, expect_rows=expect, keep_previous=1)
     assert done["failed"] is False and done["committed"] is True, done["msg"]
-    assert done["dropped"] == [] and done["previous_dbs"] == [previous]
+    assert done["dropped"] == [] and done["previous_dbs"] == [previous, newer]
     assert "Dropping the older previous database %s failed" % newer in done["drop_problem"]
     assert done["drop_problem"] in done["msg"]
     assert newer in pg_server.databases() and rows(pg_server, live) == "300 500" and rows(pg_server, previous) == "1 0"
