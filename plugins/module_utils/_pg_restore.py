@@ -35,7 +35,8 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._pg_restore_st
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_output import parse_row_counts, qualify
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_sql import (
     CHECK_MESSAGE, GUARD_MESSAGE, ROW_COUNT_QUERY, count_differences, database_taken_sql, parse_tagged_lines,
-    previous_databases_sql, prune_plan, quote_ident, restore_epilogue, restore_prelude, sql_lines, swap_back_sql, swap_problems_sql, swap_sql)
+    previous_databases_sql, prune_plan, quote_ident, restore_epilogue, restore_prelude, sql_lines, swap_back_sql, swap_problems_sql, swap_sql,
+    tagged_values)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_task import (
     PgTask, Terminated, on_sigterm, raise_terminated)
 
@@ -81,12 +82,16 @@ class BackupRestore(PgTask):
         """Rename db to previous_as and swap_from to db, in one transaction; count the rows of
         the new db and, when they differ from expect_rows, swap back."""
         db, kept, previous = self.params['db'], self.params['swap_from'], self.params['previous_as']
+        keep = self.params['keep_previous']
         self.result.update(swap_from=kept, previous_db=previous, committed=False)
         if self.conn.mode == 'compose':
             self.conn.pin_container(self.run)
         self.begin_phase('check')
-        res = self.psql_statements([swap_problems_sql(db), database_taken_sql(kept, 'kept'),
-                                    database_taken_sql(previous, 'previous')])
+        statements = [swap_problems_sql(db), database_taken_sql(kept, 'kept'), database_taken_sql(previous, 'previous')]
+        if keep is not None:
+            # The older previous databases, listed in the same call (previous_as does not exist yet).
+            statements.append(previous_databases_sql(db, tag='older'))
+        res = self.psql_statements(statements)
         self.end_phase()
         tags = parse_tagged_lines(res.stdout_text)
         if res.rc != 0 or 'previous' not in tags:
@@ -103,7 +108,15 @@ class BackupRestore(PgTask):
                       'where a swap cannot work.' % (kept, db, '; '.join(problems)))
         self.result['changed'] = True
         expect = self.params['expect_rows']
+        drop = []
+        if keep is not None:
+            # previous_as is kept whatever its name and counts as one of keep_previous; never dropped.
+            others = [name for name in tagged_values(res.stdout_text, 'older') if name not in (db, kept, previous)]
+            kept_others, drop = prune_plan(others, keep - 1)
+            self.result['dropped'] = []
         if self.module.check_mode:
+            if keep is not None:
+                self.result.update(would_drop=drop, previous_dbs=[previous] + kept_others)
             # What would change: the rows now, and those of the verified copy (read-only).
             before, count_res = self.count_rows(db)
             if before is None:
@@ -116,8 +129,8 @@ class BackupRestore(PgTask):
                                                 key=lambda t: t['name'])) if expect is not None else '(those of %s)\n' % kept
                 self.result['diff'] = {'before_header': '%s row counts' % db, 'before': counts_text(before),
                                        'after_header': '%s row counts' % db, 'after': after_text}
-            self.result['msg'] = ('Would rename database %s to %s and %s to %s in one transaction; nothing was '
-                                  'changed (check mode).' % (db, previous, kept, db))
+            self.result['msg'] = ('Would rename database %s to %s and %s to %s in one transaction%s; nothing was '
+                                  'changed (check mode).' % (db, previous, kept, db, self.drop_text(drop, 'then would drop')))
             return self.finish()
         self.begin_phase('swap')
         res = self.psql_statements(swap_sql(db, kept, previous))
@@ -161,12 +174,50 @@ class BackupRestore(PgTask):
                               % (kept, db, self.result['phases']['swap'], self.result['sessions_ended'], len(after),
                                  self.result['total_rows_after'],
                                  ', row counts equal to the verified backup' if expect is not None else '', previous))
+        if keep is not None:
+            # The swap stands: the previous databases kept are this one and those not dropped below.
+            self.result['previous_dbs'] = [previous] + kept_others
+            self.drop_previous(drop)
         return self.finish()
+
+    @staticmethod
+    def drop_text(names, verb):
+        return ', %s the older previous database(s) %s' % (verb, ', '.join(names)) if names else ''
+
+    def drop_previous(self, names):
+        """After a swap that committed and whose rows matched: drop the older previous databases
+        (keep_previous). The swap stands whatever happens here: a failed DROP is reported
+        (drop_problem, a warning) and the databases not dropped are left as they are."""
+        if not names:
+            return
+        self.begin_phase('drop')
+        for name in names:
+            res = self.psql_statements(['DROP DATABASE %s' % quote_ident(name)])
+            if res.rc != 0:
+                left = names[len(self.result['dropped']):]
+                self.result['drop_problem'] = (
+                    'Dropping the older previous database %s failed: %s. Left as they are: %s (drop them with '
+                    'state=pruned, or by hand: DROP DATABASE "%s").'
+                    % (name, self.classify(res.stderr_text, res.rc), ', '.join(left), name))
+                self.module.warn(self.result['drop_problem'])
+                self.result['previous_dbs'] += left
+                break
+            self.result['dropped'].append(name)
+        self.end_phase()
+        if self.result['dropped']:
+            self.result['msg'] += ' Dropped the older previous database(s) %s (keep_previous=%d).' % (
+                ', '.join(self.result['dropped']), self.params['keep_previous'])
+        if self.result.get('drop_problem'):
+            self.result['msg'] += ' ' + self.result['drop_problem']
+        if self.module._diff:
+            self.result['diff']['before'] += ''.join(name + '\n' for name in names)
+            self.result['diff']['after'] += ''.join(name + '\n' for name in names if name not in self.result['dropped'])
 
     # -- state=pruned ------------------------------------------------------------------------
     def prune(self):
         """Drop the <db>_before_<stamp> databases but the newest keep_previous."""
-        db, keep = self.params['db'], self.params['keep_previous']
+        db = self.params['db']
+        keep = 1 if self.params['keep_previous'] is None else self.params['keep_previous']
         if self.conn.mode == 'compose':
             self.conn.pin_container(self.run)
         res = self.psql_statements([previous_databases_sql(db)])

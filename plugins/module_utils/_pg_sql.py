@@ -244,13 +244,23 @@ PREVIOUS_INFIX = '_before_'
 PREVIOUS_STAMP_RE = '^[0-9]{8}_[0-9]{6}$'
 
 
-def previous_databases_sql(db):
+def previous_databases_sql(db, tag=None):
     """The databases ``<db>_before_<YYYYmmdd_HHMMSS>`` (what state=swapped keeps, as the role
-    names them), newest first, one per line."""
+    names them), newest first, one per line; each prefixed with ``<tag>:`` when ``tag`` is given
+    (to share a psql call with other queries, see :func:`tagged_values`)."""
     prefix = db + PREVIOUS_INFIX
-    return ("SELECT datname FROM pg_catalog.pg_database WHERE pg_catalog.left(datname, %d) = %s "
+    return ("SELECT %sdatname FROM pg_catalog.pg_database WHERE pg_catalog.left(datname, %d) = %s "
             "AND pg_catalog.substr(datname, %d) ~ %s ORDER BY datname DESC"
-            % (len(prefix), quote_literal(prefix), len(prefix) + 1, quote_literal(PREVIOUS_STAMP_RE)))
+            % ("'%s:' || " % tag if tag else '', len(prefix), quote_literal(prefix), len(prefix) + 1,
+               quote_literal(PREVIOUS_STAMP_RE)))
+
+
+def tagged_values(stdout, tag):
+    """Every value of the C(<tag>:value) lines of psql -A -t output, in order."""
+    if isinstance(stdout, bytes):
+        stdout = stdout.decode('utf-8', 'replace')
+    prefix = tag + ':'
+    return [line[len(prefix):].strip() for line in stdout.splitlines() if line.startswith(prefix) and line[len(prefix):].strip()]
 
 
 def prune_plan(names, keep):

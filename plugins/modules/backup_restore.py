@@ -41,7 +41,8 @@ description:
     O(previous_as) (kept, nothing is dropped), O(swap_from) is renamed to O(db) and given the owner O(db)
     had. Any failure rolls the transaction back, so O(db) is either the old or the new database, never
     neither. Then the rows of the new O(db) are counted; when they differ from O(expect_rows), the swap is
-    undone the same way (O(db) is the old database again) and the module fails."
+    undone the same way (O(db) is the old database again) and the module fails. With O(keep_previous), only
+    once they matched, the older previous databases beyond O(keep_previous) are dropped (never O(previous_as))."
   - "Before the swap, one query checks that it can work and gives the same database as an in-place restore
     would: O(swap_from) exists, O(previous_as) does not, the login role may create databases and owns O(db)
     (or is a superuser), and O(db) has nothing of its own that a copy created from C(template0) lacks
@@ -74,7 +75,8 @@ attributes:
       - O(state=dumped) reports where it would write the dump; pg_dump does not run.
       - O(state=swapped) runs its checks (a read-only query), counts the rows of O(db) (RV(rows_before)) and reports the
         renames it would do.
-      - O(state=pruned) lists the previous databases and reports those it would drop (RV(would_drop)).
+      - O(state=pruned) lists the previous databases and reports those it would drop (RV(would_drop)); so does
+        O(state=swapped) with O(keep_previous).
   diff_mode:
     support: full
     details:
@@ -116,9 +118,16 @@ options:
   keep_previous:
     description:
       - With O(state=pruned), how many of the newest C(<db>_before_<YYYYmmdd_HHMMSS>) databases to keep, from V(0) to
-        V(1000).
+        V(1000); unset means V(1).
+      - "With O(state=swapped), unset: nothing is dropped. From V(1) to V(1000): after the swap committed and the rows
+        of the new O(db) matched O(expect_rows), the older C(<db>_before_<YYYYmmdd_HHMMSS>) databases are dropped but
+        the newest O(keep_previous); O(previous_as), the database this swap keeps, is always kept and counts as one
+        (V(1) keeps only it). A drop that fails does not undo the swap: it is reported in RV(drop_problem) and as a
+        warning, and the databases not dropped are left as they are. V(0) is refused: the previous database of the
+        swap itself is dropped only with O(state=pruned), once its dump is verified."
+      - The older databases are listed in the same server call as the swap's checks (no extra call); each drop is
+        one call.
     type: int
-    default: 1
   login_db:
     description:
       - With O(state=swapped) and O(state=pruned), the maintenance database to connect to for the renames (never O(db)).
@@ -233,6 +242,8 @@ EXAMPLES = r"""
     swap_from: taylordash_rollback_20240518_101500
     previous_as: taylordash_before_20240518_101500
     expect_rows: "{{ verified_copy.tables | items2dict(key_name='name', value_name='rows') }}"
+    # Then drop the older taylordash_before_* databases: keep only this swap's previous one.
+    keep_previous: 1
     project_dir: /opt/taylordash
 
 - name: Verify the newest backup
@@ -469,23 +480,34 @@ sessions_ended:
   type: int
   sample: 0
 previous_dbs:
-  description: With O(state=pruned), the previous databases kept, newest first.
-  returned: O(state=pruned), when they were listed
+  description:
+    - With O(state=pruned), the previous databases kept, newest first.
+    - With O(state=swapped) and O(keep_previous), those kept after the swap (would be, in check mode); O(previous_as) first.
+  returned: O(state=pruned), when they were listed; O(state=swapped) with O(keep_previous), in check mode or when the swap stood
   type: list
   elements: str
   sample: [taylordash_before_20240518_101500]
 dropped:
-  description: With O(state=pruned), the previous databases dropped.
-  returned: O(state=pruned), when they were listed
+  description: With O(state=pruned), or O(state=swapped) with O(keep_previous), the previous databases dropped.
+  returned: O(state=pruned), when they were listed; O(state=swapped) with O(keep_previous), when the checks passed
   type: list
   elements: str
   sample: [taylordash_before_20240401_090000]
 would_drop:
-  description: With O(state=pruned), in check mode or when there is nothing to drop, the databases that would be dropped.
-  returned: O(state=pruned), in check mode or when nothing was dropped
+  description:
+    - With O(state=pruned), in check mode or when there is nothing to drop, the databases that would be dropped.
+    - With O(state=swapped) and O(keep_previous), in check mode, the older previous databases the swap would drop.
+  returned: O(state=pruned), in check mode or when nothing was dropped; O(state=swapped) with O(keep_previous), in check mode
   type: list
   elements: str
   sample: []
+drop_problem:
+  description:
+    - With O(state=swapped) and O(keep_previous), why dropping an older previous database failed after the swap committed
+      (the swap stands; the databases not dropped are left as they are).
+  returned: O(state=swapped), when a drop failed
+  type: str
+  sample: 'Dropping the older previous database taylordash_before_20240401_090000 failed: ...'
 swapped_back:
   description: With O(state=swapped), V(true) when the swap was undone because the row counts differed.
   returned: O(state=swapped), when the swap was undone
@@ -565,8 +587,12 @@ def validate_params(params):
     problems = [problem for problem in (
         number_problem(params, 'lock_timeout', 1, MAX_SECONDS),
         number_problem(params, 'connect_timeout', 1, MAX_SECONDS),
-        number_problem(params, 'keep_previous', 0, 1000, unit=''),
     ) if problem]
+    if params['keep_previous'] is not None:
+        problems += [problem for problem in [number_problem(params, 'keep_previous', 0, 1000, unit='')] if problem]
+        if params['state'] == 'swapped' and params['keep_previous'] == 0:
+            problems.append('keep_previous=0 with state=swapped would drop the database the swap keeps (previous_as); '
+                            'keep 1 or more here, and drop it with state=pruned once its dump is verified')
     if params['sha256'] is not None and not _SHA256_RE.match(params['sha256']):
         problems.append('sha256 must be 64 hexadecimal digits')
     if params['state'] == 'restored' and not params['clean_schemas']:
@@ -597,7 +623,7 @@ def main():
             swap_from=dict(type='str'),
             previous_as=dict(type='str'),
             login_db=dict(type='str', default='postgres'),
-            keep_previous=dict(type='int', default=1),
+            keep_previous=dict(type='int'),
             swap_from_may_be_missing=dict(type='bool', default=False),
             db=dict(type='str', required=True),
             clean_schemas=dict(type='list', elements='str', default=['public']),

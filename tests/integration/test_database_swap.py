@@ -4,8 +4,10 @@ database, keeping the old one. Against a real, throwaway PostgreSQL 15 server (d
 one server and one seeded database for the whole module."""
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
+import subprocess
 
 import pytest
 import yaml
@@ -28,7 +30,7 @@ INSERT INTO projects (owner_id, name) SELECT 1 + (g % 300), 'project ' || g FROM
 """
 BACKUP_ROWS = {"public.users": 300, "public.projects": 500}
 VERIFY_DOCUMENTED = set(yaml.safe_load(verify_source.RETURN)) | {"failed", "changed", "invocation"}
-RESTORE_DOCUMENTED = set(yaml.safe_load(restore_source.RETURN)) | {"failed", "changed", "invocation", "diff"}
+RESTORE_DOCUMENTED = set(yaml.safe_load(restore_source.RETURN)) | {"failed", "changed", "invocation", "diff", "warnings"}
 
 
 def run(pg_server, name, documented, check_mode=False, **args):
@@ -45,6 +47,21 @@ def verify(pg_server, **args):
 
 def swap(pg_server, **args):
     return run(pg_server, "backup_restore", RESTORE_DOCUMENTED, state="swapped", **args)
+
+
+@contextlib.contextmanager
+def session(pg_server, db):
+    """A psql session connected to ``db`` for the time of the block (a DROP DATABASE of it fails)."""
+    proc = subprocess.Popen([pg_server.client_bin("psql"), "-X", "-q", "-A", "-t"] + pg_server.conn_argv(db),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=pg_server.client_env())
+    try:
+        proc.stdin.write("SELECT 'connected';\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "connected"
+        yield proc
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
 
 
 def rows(pg_server, db) -> str:
@@ -206,3 +223,71 @@ def test_no_permission_to_create_databases(pg_server, backup, live):
         assert rows(pg_server, live) == "1 0" and kept in pg_server.databases()
     finally:
         pg_server.psql("DROP ROLE %s" % role)
+
+
+def test_swap_drops_the_older_previous_databases_after_its_rows_matched(pg_server, backup, live):
+    """keep_previous with state=swapped (issue 17): the older <db>_before_<stamp> databases beyond
+    keep_previous are dropped in the same module run, only after the swap committed and its rows
+    matched; the swap's own previous database is always kept and counts as one."""
+    older = ["%s_before_2026010%d_120000" % (live, day) for day in (1, 2, 3)]
+    for name in older + [live + "_before_manual"]:
+        pg_server.psql('CREATE DATABASE "%s"' % name)
+    kept, previous = live + "_rollback_8", live + "_before_20260104_120000"
+    result = verify(pg_server, path=str(backup), keep_as=kept, keep_for=live)
+    assert result["kept_db"] == kept, result["msg"]
+    expect = {t["name"]: t["rows"] for t in result["tables"]}
+
+    checked = swap(pg_server, check_mode=True, db=live, swap_from=kept, previous_as=previous, expect_rows=expect,
+                   keep_previous=2)
+    assert checked["failed"] is False, checked["msg"]
+    assert checked["would_drop"] == [older[1], older[0]] and checked["previous_dbs"] == [previous, older[2]]
+    assert "then would drop the older previous database(s) %s, %s" % (older[1], older[0]) in checked["msg"]
+    assert set(older) <= set(pg_server.databases()) and rows(pg_server, live) == "1 0"
+
+    # Counts that differ: the swap is undone and nothing is dropped.
+    wrong = dict(expect, **{"public.users": 301})
+    undone = swap(pg_server, db=live, swap_from=kept, previous_as=previous, expect_rows=wrong, keep_previous=1)
+    assert undone["failed"] is True and undone["swapped_back"] is True
+    assert undone["dropped"] == [] and "previous_dbs" not in undone and set(older) <= set(pg_server.databases())
+
+    done = swap(pg_server, db=live, swap_from=kept, previous_as=previous, expect_rows=expect, keep_previous=2)
+    assert done["failed"] is False and done["committed"] is True, done["msg"]
+    assert done["dropped"] == [older[1], older[0]] and done["previous_dbs"] == [previous, older[2]]
+    assert "drop_problem" not in done and "would_drop" not in done
+    assert "Dropped the older previous database(s) %s, %s (keep_previous=2)" % (older[1], older[0]) in done["msg"]
+    assert done["phases"]["drop"] >= 0
+    left = pg_server.databases()
+    assert previous in left and older[2] in left and live + "_before_manual" in left
+    assert older[0] not in left and older[1] not in left
+    assert rows(pg_server, live) == "300 500" and rows(pg_server, previous) == "1 0"
+    assert live + "_before_manual\n" not in done["diff"]["before"]
+
+
+def test_swap_keeps_its_previous_database_even_when_it_is_not_the_newest(pg_server, backup, live):
+    """keep_previous=1: every other stamped previous database goes, never previous_as - even when an
+    older-looking name (or a newer stamp) sorts before it; a failed drop leaves the swap standing."""
+    newer = live + "_before_20991231_235959"
+    pg_server.psql('CREATE DATABASE "%s"' % newer)
+    kept, previous = live + "_rollback_9", live + "_before_20000101_000000"
+    result = verify(pg_server, path=str(backup), keep_as=kept, keep_for=live)
+    expect = {t["name"]: t["rows"] for t in result["tables"]}
+    # A session on the newer database makes its DROP fail: the swap stands, the problem is reported.
+    with session(pg_server, newer):
+        done = swap(pg_server, db=live, swap_from=kept, previous_as=previous, expect_rows=expect, keep_previous=1)
+    assert done["failed"] is False and done["committed"] is True, done["msg"]
+    assert done["dropped"] == [] and done["previous_dbs"] == [previous, newer]
+    assert "Dropping the older previous database %s failed" % newer in done["drop_problem"]
+    assert done["drop_problem"] in done["msg"]
+    assert newer in pg_server.databases() and rows(pg_server, live) == "300 500" and rows(pg_server, previous) == "1 0"
+    # Once nothing holds it, a swap back with keep_previous=1 drops it (and still keeps its own previous database).
+    again = swap(pg_server, db=live, swap_from=previous, previous_as=live + "_before_20000101_000001",
+                 expect_rows={"public.users": 1, "public.projects": 0}, keep_previous=1)
+    assert again["failed"] is False, again["msg"]
+    assert again["dropped"] == [newer] and newer not in pg_server.databases()
+    assert rows(pg_server, live) == "1 0" and rows(pg_server, live + "_before_20000101_000001") == "300 500"
+
+
+def test_swap_refuses_keep_previous_zero(pg_server, live):
+    done = swap(pg_server, db=live, swap_from=live + "_rollback_10", previous_as=live + "_before_10", keep_previous=0)
+    assert done["failed"] is True and done["changed"] is False
+    assert "keep_previous=0 with state=swapped would drop the database the swap keeps (previous_as)" in done["msg"]

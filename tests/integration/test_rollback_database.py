@@ -244,6 +244,9 @@ def test_restore_plain_gzip_custom(restore_stacks, tmp_path):
                   "custom": {"database_restore_method": "in_place"}}[fmt]
         hosts[fmt] = host_vars(stack, database_backup_path=str(stack.backup), **method,
                                **(check_login(stack) if fmt == "plain" else {}))
+    # An older previous database (a rollback before): the plain swap drops it itself, in its module run,
+    # after its rows matched (database_keep_previous=1 keeps only this rollback's).
+    psql(restore_stacks["plain"], "CREATE DATABASE taylordash_before_20200101_000000", db="postgres")
     started = time.monotonic()
     procs = rollback(tmp_path, hosts, database_action="restore", **QUICK_VALIDATE)
     elapsed = time.monotonic() - started
@@ -283,6 +286,7 @@ def test_restore_plain_gzip_custom(restore_stacks, tmp_path):
                 assert lines[fmt][3] == "data before the rollback: database %s (kept)" % previous[0], lines[fmt]
                 assert lines[fmt][4].startswith('to go back: Stop the writers, then in the maintenance database: ALTER DATABASE')
                 assert psql(stack, "SELECT count(*) FROM projects", db=previous[0]) == before[fmt][0].split()[1]
+                assert "previous databases dropped (database_keep_previous=1): taylordash_before_20200101_000000" in lines[fmt]
                 check = None
             else:
                 assert previous == [] and databases(stack) == ["postgres", "taylordash"]

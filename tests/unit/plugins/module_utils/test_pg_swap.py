@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_sql import (
     count_differences, database_taken_sql, parse_tagged_lines, previous_databases_sql, prune_plan, swap_back_sql,
-    swap_problems_sql, swap_sql)
+    swap_problems_sql, swap_sql, tagged_values)
 from ansible_collections.taylordash.rollback.plugins.module_utils._pg_task import database_name_problems
 from ansible_collections.taylordash.rollback.plugins.modules import backup_restore, backup_verify
 
@@ -74,6 +74,21 @@ def test_previous_databases_only_stamped_names():
     sql = previous_databases_sql("td'x")
     assert "'td''x_before_'" in sql and "left(datname, 12)" in sql and "substr(datname, 13)" in sql
     assert "'^[0-9]{8}_[0-9]{6}$'" in sql and sql.endswith("ORDER BY datname DESC")
+    # tagged, to share the swap's check call
+    tagged = previous_databases_sql("td", tag="older")
+    assert tagged.startswith("SELECT 'older:' || datname FROM") and tagged.replace("'older:' || ", "") == previous_databases_sql("td")
+
+
+def test_tagged_values():
+    out = "swap:\nolder:td_before_20260102_000000\nkept:yes\nolder:td_before_20260101_000000\nolder:\n"
+    assert tagged_values(out, "older") == ["td_before_20260102_000000", "td_before_20260101_000000"]
+    assert tagged_values(out.encode(), "older") == tagged_values(out, "older")
+    assert tagged_values("", "older") == [] and tagged_values("older_x:1\n", "older") == []
+
+
+@given(st.text())
+def test_tagged_values_never_raises(text):
+    assert all(isinstance(value, str) and value for value in tagged_values(text, "older"))
 
 
 def test_database_name_problems():
@@ -114,3 +129,11 @@ def test_backup_restore_swap_options():
     assert backup_restore.validate_params(restore_params(state="pruned", keep_previous=-1)) == [
         "keep_previous must be 0 or more, got -1"]
     assert "keep_previous must be at most 1000" in backup_restore.validate_params(restore_params(keep_previous=1001))[0]
+    # unset: state=pruned keeps 1, state=swapped drops nothing
+    assert backup_restore.validate_params(restore_params(keep_previous=None)) == []
+    assert backup_restore.validate_params(restore_params(state="pruned", keep_previous=None)) == []
+    assert backup_restore.validate_params(restore_params(state="pruned", keep_previous=0)) == []
+    # a swap never drops its own previous database: that waits for a verified dump (state=pruned)
+    assert backup_restore.validate_params(restore_params(keep_previous=0)) == [
+        "keep_previous=0 with state=swapped would drop the database the swap keeps (previous_as); "
+        "keep 1 or more here, and drop it with state=pruned once its dump is verified"]
