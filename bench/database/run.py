@@ -176,15 +176,18 @@ def run_verify(stack_dir, dump, cgroup):
     return (elapsed, tree, container), {"phases": result.get("phases"), "rows": result.get("total_rows")}
 
 
-def run_whole(stack_dir, dump, cgroup, workdir, stack_vars):
+def run_whole(stack_dir, dump, cgroup, workdir, stack_vars, payload_cache=True):
     play = workdir / "bench_restore.yml"
     play.write_text(PLAY)
     inventory = workdir / "inventory.json"
     inventory.write_text(json.dumps({"all": {"hosts": {"localhost": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
     extra = dict(stack_vars, database_action="restore", database_backup_path=str(dump))
+    # The module payloads of the previous run reused, as examples/project/ansible.cfg does
+    # (taylordash.rollback.payload_cache; the first round builds them when the collection changed).
+    callbacks = "ansible.posix.profile_tasks" + (",taylordash.rollback.payload_cache" if payload_cache else "")
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", PROFILE_TASKS_TASK_OUTPUT_LIMIT="12",
+               ANSIBLE_CALLBACKS_ENABLED=callbacks, PROFILE_TASKS_TASK_OUTPUT_LIMIT="12",
                ANSIBLE_LOCALHOST_WARNING="False", PATH="%s:%s" % (VENV_BIN, os.environ.get("PATH", "")))
     argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(play), "-e", json.dumps(extra)]
     before = set(stack_dir.glob("safety_*"))
@@ -220,6 +223,8 @@ def main():
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="leave the stack up afterwards")
+    parser.add_argument("--no-payload-cache", action="store_true",
+                        help="(c) without taylordash.rollback.payload_cache: every module payload built in every run")
     parser.add_argument("--method", choices=["auto", "swap", "in_place"], default="auto",
                         help="database_restore_method of (c) (issue 17; auto swaps on the reference stack)")
     opts = parser.parse_args()
@@ -257,7 +262,8 @@ def main():
         for round_no in range(1, opts.rounds + 1):
             for key, runner in (("a", lambda: run_floor(stack_dir, dump, cgroup)),
                                 ("b", lambda: run_verify(stack_dir, dump, cgroup)),
-                                ("c", lambda: run_whole(stack_dir, dump, cgroup, workdir, stack_vars))):
+                                ("c", lambda: run_whole(stack_dir, dump, cgroup, workdir, stack_vars,
+                                                                   payload_cache=not opts.no_payload_cache))):
                 figures, extra = runner()
                 results[key].append(figures)
                 if key in details:
