@@ -40,6 +40,12 @@ def _iso(epoch):
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat()
 
 
+def timing(started_epoch, seconds):
+    """``timing`` as every result of this collection carries it: ``start``, ``end`` (ISO 8601 UTC)
+    and ``seconds``; also for a step inside a module run."""
+    return dict(start=_iso(started_epoch), end=_iso(started_epoch + seconds), seconds=round(seconds, 3))
+
+
 class RollbackModule(AnsibleModule):
     """``AnsibleModule`` whose ``exit_json`` and ``fail_json`` add ``timing`` to the result."""
 
@@ -60,8 +66,7 @@ class RollbackModule(AnsibleModule):
 
     def timing(self):
         seconds = time.monotonic() - self._started_clock
-        return dict(start=_iso(self._started_epoch), end=_iso(self._started_epoch + seconds),
-                    seconds=round(seconds, 3))
+        return timing(self._started_epoch, seconds)
 
     def exit_json(self, **kwargs):
         kwargs.setdefault('timing', self.timing())

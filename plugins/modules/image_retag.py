@@ -301,7 +301,8 @@ from ansible_collections.taylordash.rollback.plugins.module_utils._docker_cli im
     normalize_image_id,
     short_id,
 )
-from ansible_collections.taylordash.rollback.plugins.module_utils._module import RollbackModule
+from ansible_collections.taylordash.rollback.plugins.module_utils._file_snapshot import project_path
+from ansible_collections.taylordash.rollback.plugins.module_utils._module import RollbackModule, timing
 from ansible_collections.taylordash.rollback.plugins.module_utils._side_by_side import first_failure, side_by_side
 
 KEEP_PREFIX = 'rollback-'
@@ -395,7 +396,7 @@ def recreate_problems(recreate):
                         % project_dir)
     else:
         for name in recreate['compose_files']:
-            path = name if os.path.isabs(name) else os.path.join(project_dir, name)
+            path = project_path(project_dir, name)
             if not os.path.isfile(path):
                 problems.append('recreate.compose_files: %s does not exist' % path)
     return problems
@@ -417,13 +418,9 @@ def recreate_services(cli, recreate):
         rc, stdout, stderr = cli.run(args, check_rc=False)
     except DockerCLIError as exc:
         rc, stdout, stderr = exc.rc, exc.stdout or '', exc.stderr or exc.msg
-    seconds = time.monotonic() - started
-
-    def iso(epoch):
-        return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat()
     return dict(ran=True, cmd=[cli.binary] + args, rc=rc, stdout=stdout, stderr=stderr, failed=rc != 0,
                 changed=rc == 0 and bool(COMPOSE_ACTED.search(stderr)),
-                timing=dict(start=iso(started_epoch), end=iso(started_epoch + seconds), seconds=round(seconds, 3)))
+                timing=timing(started_epoch, time.monotonic() - started))
 
 
 def run_recreate(module, cli, result):
