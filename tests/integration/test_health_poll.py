@@ -98,7 +98,7 @@ def test_healthy_at_once(serve):
     assert result["attempts"] == 2 == len(server.requests)  # default success_threshold 2
     assert result["consecutive_successes"] == 2
     assert result["last_status"] == 200 and result["last_error"] is None
-    assert 0.25 <= result["elapsed"] < 0.5  # the second request one interval (0.25 s) later
+    assert 0.25 <= result["elapsed"] < 0.6  # the second request 0.25 s later, plus slack
     latency = result["latency"]
     assert latency["count"] == 2
     assert 0 < latency["min"] <= latency["p50"] <= latency["p95"] <= latency["max"] < 0.25
@@ -111,7 +111,7 @@ def test_becomes_healthy_after_half_a_second(serve):
     assert result["healthy"] is True, result["msg"]
     # close to 0.5 s, not rounded up to a coarse step: at most one interval (0.1 s) late,
     # plus some slack for a loaded machine
-    assert 0.5 <= result["elapsed"] <= 0.5 + 0.1 + 0.15, result["elapsed"]
+    assert 0.5 <= result["elapsed"] <= 0.5 + 0.1 + 0.3, result["elapsed"]
     assert result["first_success_elapsed"] == pytest.approx(result["elapsed"], abs=0.01)
     assert 5 <= result["attempts"] <= 8
     assert len(server.requests) == result["attempts"]
@@ -125,7 +125,10 @@ def test_never_healthy_fails_by_the_deadline(serve):
     assert result["failed"] is True
     assert result["healthy"] is False
     assert result["elapsed"] <= 1.05
-    assert wall < 1.0 + 1.0  # plus process start-up, well under a second
+    # The deadline is measured by the module itself (elapsed, above). The wall clock adds the
+    # module's process start-up, which on a loaded CI machine (two test workers on two cores)
+    # has taken 2.7 s: bound it only loosely, to catch a poll that ignores its deadline.
+    assert wall < 1.0 + 9.0
     assert result["last_status"] == 503
     assert server.url in result["msg"]
     assert "deadline of 1.0 s" in result["msg"]

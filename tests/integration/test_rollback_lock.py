@@ -113,7 +113,9 @@ def test_second_acquirer_waits_then_fails_naming_the_holder(lock_path):
     assert second["failed"] is True
     assert second["acquired"] is False and second["changed"] is False
     assert 0.6 <= second["waited"] < 1.5
-    assert time.monotonic() - started < 3
+    # waited (above) is the module's own measure; the wall clock adds process start-up, seconds on a
+    # loaded CI machine: bound loosely, to catch a wait that ignores wait_timeout
+    assert time.monotonic() - started < 10
     assert HOLDER in second["msg"] and REASON in second["msg"] and " s ago" in second["msg"]
     assert second["stale"] is False
     # the holder's token is not shown to others
