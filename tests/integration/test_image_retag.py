@@ -11,12 +11,15 @@ import io
 import json
 import os
 import re
+import socket
 import subprocess
 import tarfile
+import threading
 import uuid
 
 import pytest
 
+from ansible_collections.taylordash.rollback.plugins.module_utils import _docker_cli as dc
 from conftest import run_module
 
 pytestmark = pytest.mark.integration
@@ -317,3 +320,105 @@ def test_a_failing_compose_up_names_the_tags_that_moved(repo, tmp_path):
     assert "The tags were moved (Moved " in result["msg"] and "roll forward with the kept tag" in result["msg"]
     tags = tags_of(repo.name)
     assert (tags["latest"], tags["bad-build"]) == (repo.good, repo.bad)
+
+
+# --- the engine's socket (module_utils/_docker_engine): the same answers as the CLI, image_retag the
+# same either way, and a socket that does not answer leaves every call to the CLI ------------------
+class Module:
+    def fail_json(self, **result):
+        raise AssertionError(result)
+
+
+@pytest.fixture
+def both(monkeypatch):
+    """(by the engine's socket, by the CLI only) gateways, in this process."""
+    engine = dc.DockerCLI(Module())
+    monkeypatch.setenv("TAYLORDASH_DOCKER_API", "0")
+    cli = dc.DockerCLI(Module())
+    monkeypatch.delenv("TAYLORDASH_DOCKER_API")
+    assert engine.via_engine, "the test machine's engine socket was not found"
+    assert not cli.via_engine
+    return engine, cli
+
+
+def failure(call):
+    with pytest.raises(dc.DockerCLIError) as raised:
+        call()
+    return raised.value
+
+
+def test_the_socket_answers_what_the_cli_answers(both, repo):
+    engine, cli = both
+    key = sorted
+    assert key(map(repr, engine.list_tags(repo.name))) == key(map(repr, cli.list_tags(repo.name)))
+    assert engine.list_tags(repo.name + "x") == cli.list_tags(repo.name + "x") == []
+    for ref in (repo.ref("previous"), repo.good, repo.good.split(":")[1][:12], repo.ref("missing")):
+        assert engine.image_inspect(ref) == cli.image_inspect(ref), ref
+    assert engine.image_id(repo.ref("latest")) == cli.image_id(repo.ref("latest")) == repo.bad
+
+    container = docker("container", "create", "--network", "none", repo.good, "/nothing").strip()
+    try:
+        assert engine.container_inspect(container) == cli.container_inspect(container)
+    finally:
+        docker("container", "rm", container)
+    assert engine.container_inspect(container) is cli.container_inspect(container) is None
+
+    for gateway, tag in ((engine, "by-engine"), (cli, "by-cli")):
+        gateway.tag(repo.good, repo.ref(tag))
+    tags = tags_of(repo.name)
+    assert tags["by-engine"] == tags["by-cli"] == repo.good
+
+    by_engine = failure(lambda: engine.tag(repo.ref("missing"), repo.ref("x")))
+    by_cli = failure(lambda: cli.tag(repo.ref("missing"), repo.ref("x")))
+    assert by_engine.rc == by_cli.rc == 1
+    assert by_engine.stderr.strip() == by_cli.stderr.strip() == "Error response from daemon: No such image: %s" % repo.ref("missing")
+    assert "x" not in tags_of(repo.name)
+
+
+@pytest.mark.parametrize("api", ["1", "0"])
+def test_image_retag_the_same_either_way(repo, api):
+    env = {"TAYLORDASH_DOCKER_API": api}
+    args = {"repository": repo.name, "from_tag": "previous", "to_tag": "latest", "keep_as": "rollback-x"}
+    checked = run_module("image_retag", args, check_mode=True, env=env)
+    assert checked["changed"] is True and tags_of(repo.name)["latest"] == repo.bad
+    moved = run_module("image_retag", args, env=env)
+    assert moved["failed"] is False, moved["msg"]
+    assert moved["changed"] is True and moved["image_id_after"] == repo.good and moved["kept_tag"] == "rollback-x"
+    assert tags_of(repo.name)["latest"] == repo.good and tags_of(repo.name)["rollback-x"] == repo.bad
+    again = run_module("image_retag", args, env=env)
+    assert again["changed"] is False, again["msg"]
+    missing = run_module("image_retag", dict(args, from_tag="nope"), env=env)
+    assert missing["failed"] is True and "not found locally" in missing["msg"]
+
+
+def test_a_socket_that_does_not_answer_leaves_it_to_the_cli(repo, tmp_path):
+    """DOCKER_HOST names a socket that accepts and hangs up: the module's calls go to the CLI, which
+    reports the engine unreachable in its own words - the same message as with the socket off."""
+    path = str(tmp_path / "hangs-up.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(16)
+    server.settimeout(0.2)
+    args = {"repository": repo.name, "from_tag": "previous", "to_tag": "latest"}
+    results = {}
+    try:
+        for api in ("1", "0"):
+            env = {"DOCKER_HOST": "unix://" + path, "TAYLORDASH_DOCKER_API": api}
+            results[api] = {}
+            runner = threading.Thread(target=lambda env=env, into=results[api]: into.update(
+                run_module("image_retag", args, env=env, timeout=60)))
+            runner.start()
+            # every connection (the module's, then the CLI's) is accepted and hung up at once
+            while runner.is_alive():
+                try:
+                    server.accept()[0].close()
+                except OSError:
+                    pass
+    finally:
+        server.close()
+    for api, result in results.items():
+        assert result["failed"] is True and result["changed"] is False, (api, result)
+        assert "Cannot list the images of %s" % repo.name in result["msg"], (api, result["msg"])
+        assert result["cmd"].split()[1:3] == ["image", "ls"], (api, result["cmd"])
+    assert tags_of(repo.name)["latest"] == repo.bad, "a tag moved"
+    assert os.path.exists(path)
