@@ -9,7 +9,8 @@ It adds two things. Every result, success or failure, carries ``timing`` (``star
 ISO 8601 UTC and ``seconds``). Roles hand their registered results to the
 ``taylordash.rollback.step_timeline`` filter to learn how long each runbook step took, instead
 of recording a timestamp with a ``set_fact`` after every step. And a whole-number option
-given ``inf`` or ``nan`` fails with a message instead of ansible-core's OverflowError.
+given ``inf`` or ``nan`` (a sub-option and a list element too) fails with a message instead of
+ansible-core's OverflowError.
 
 Private to this collection (leading underscore): no compatibility promise.
 """
@@ -36,6 +37,25 @@ def _not_finite(value):
     return False
 
 
+def _mark_not_finite(argument_spec, params):
+    """Mark every whole-number value of ``params`` that is ``inf`` or ``nan`` (see
+    RollbackModule._load_params), options of sub-options and list elements included."""
+    if not isinstance(params, dict):
+        return
+    for name, spec in argument_spec.items():
+        value = params.get(name)
+        if spec.get('type') == 'int' and _not_finite(value):
+            params[name] = '%s (not a finite number)' % value
+        elif spec.get('type') == 'list' and isinstance(value, list):
+            if spec.get('elements') == 'int':
+                params[name] = ['%s (not a finite number)' % item if _not_finite(item) else item for item in value]
+            elif spec.get('elements') == 'dict' and spec.get('options'):
+                for item in value:
+                    _mark_not_finite(spec['options'], item)
+        elif spec.get('type') == 'dict' and spec.get('options'):
+            _mark_not_finite(spec['options'], value)
+
+
 def _iso(epoch):
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat()
 
@@ -60,9 +80,7 @@ class RollbackModule(AnsibleModule):
         # traceback. Mark such a value so that the check fails with a message, the way it does
         # for any other value that is not a whole number.
         super(RollbackModule, self)._load_params()
-        for name, spec in self.argument_spec.items():
-            if spec.get('type') == 'int' and _not_finite(self.params.get(name)):
-                self.params[name] = '%s (not a finite number)' % self.params[name]
+        _mark_not_finite(self.argument_spec, self.params)
 
     def timing(self):
         seconds = time.monotonic() - self._started_clock

@@ -288,6 +288,17 @@ def test_any_option_value_ends_cleanly(option_and_value, tmp_path):
         FUZZ.check(option_and_value, cwd=tmp_path, check_mode=False)
 
 
+@pytest.mark.parametrize("value", ["inf", "-Infinity", "nan", float("inf")])
+def test_a_sub_option_that_is_not_a_finite_number_fails_cleanly(tmp_path, value):
+    """Found by the property test in a CI run: recreate.stop_timeout 'inf' escaped as ansible-core's
+    OverflowError; RollbackModule now marks sub-options as it does top-level options."""
+    with no_docker_on_path(tmp_path):
+        kind, result = FUZZ.run({"recreate": {"project_dir": str(tmp_path), "services": ["backend"],
+                                              "stop_timeout": value}}, check_mode=True, cwd=tmp_path)
+    assert kind == "fail", result
+    assert "stop_timeout" in result["msg"] and "not a finite number" in result["msg"], result["msg"]
+
+
 @pytest.mark.parametrize("docker_cli", ["/nonexistent/docker", STUB_DIR])
 def test_a_docker_cli_that_is_not_there_is_named(tmp_path, docker_cli):
     """Before: 'Error executing command.' and nothing else."""
