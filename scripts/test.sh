@@ -227,7 +227,7 @@ stage_build() {
 }
 
 # lint, sanity, docs and build: static checks of the tree, no engine. Asked for together they run in two
-# lanes, the longest first (lint; sanity; then docs and build in whichever lane frees first). Each
+# lanes, the longest first (sanity; lint; then build and docs in whichever lane frees first). Each
 # writes to .cache/stage-<name>.log, printed whole under its heading when it ends, so the CI log reads
 # stage by stage. They read the tree and write only their own places (lint clears the Molecule copy
 # in ~/.ansible/collections, sanity copies the tree to $TMPDIR, build writes .cache/build).
@@ -235,9 +235,11 @@ check_stages=(lint sanity docs build)
 checks_ran=""
 
 run_checks() {
+    # Started longest first (sanity, lint, then build and docs in whichever lane frees first); the
+    # table keeps the order the stages were asked in.
     local asked=() s
-    for s in "${stages[@]}"; do
-        [[ " ${check_stages[*]} " == *" $s "* ]] && asked+=("$s")
+    for s in sanity lint build docs; do
+        [[ " ${stages[*]} " == *" $s "* ]] && asked+=("$s")
     done
     checks_ran="${asked[*]}"
     mkdir -p "$root/.cache"
