@@ -117,8 +117,20 @@ def run_playbook(playbook: str | Path, extra_vars: dict | None = None, check: bo
         argv.append("--check")
     if diff:
         argv.append("--diff")
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, env=ansible_env(env), check=False)
+    run_env = ansible_env(env)
+    # TD_PLAYBOOK_LOG_DIR=<dir>: where the suite's time goes. Every run also prints its per-task
+    # timings (profile_tasks) and leaves its output in <dir>/<seconds>s-<playbook>-<random>.txt.
+    log_dir = os.environ.get("TD_PLAYBOOK_LOG_DIR")
+    if log_dir and run_env.get("ANSIBLE_CALLBACKS_ENABLED") == "taylordash.rollback.payload_cache":
+        run_env["ANSIBLE_CALLBACKS_ENABLED"] += ",ansible.posix.profile_tasks"  # not where a test chose its own
+    started = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd, env=run_env, check=False)
+    if log_dir:
+        import secrets as _secrets
+        name = "%06.1fs-%s-%s.txt" % (time.monotonic() - started, Path(str(playbook)).stem, _secrets.token_hex(3))
+        (Path(log_dir) / name).write_text(proc.stdout + proc.stderr)
+    return proc
 
 
 def write_inventory(directory: Path) -> Path:
