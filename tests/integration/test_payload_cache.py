@@ -1,11 +1,15 @@
 """The payload_cache callback with a real ansible-playbook: the second run reuses the payloads the
-first one built, and a cache directory that is not private is not used."""
+first one built (with their bytecode), and a cache directory that is not private is not used."""
 from __future__ import annotations
 
+import base64
+import io
 import os
+import pickle
 import stat
 import subprocess
 import textwrap
+import zipfile
 
 import pytest
 
@@ -49,6 +53,12 @@ def test_the_second_run_reuses_the_payloads_of_the_first(tmp_path):
     assert [name.split("-")[0] for name in names] == [
         "ansible.modules.ping", "ansible_collections.taylordash.rollback.plugins.modules.watchdog_state"]
     assert all(stat.S_IMODE(os.stat(store / name).st_mode) == 0o600 for name in names)
+    # each kept payload carries the bytecode of every Python file in it
+    for name in names:
+        with open(store / name, "rb") as kept:
+            files = zipfile.ZipFile(io.BytesIO(base64.b64decode(pickle.load(kept).zip_data))).namelist()
+        sources = [f for f in files if f.endswith(".py") and f != "sitecustomize.py"]
+        assert sources and sorted(f + "c" for f in sources) == sorted(f for f in files if f.endswith(".pyc")), name
 
     second = _run(tmp_path, cache_dir)
     assert "payload_cache: 2 payloads reused from" in second

@@ -2,9 +2,15 @@
 A real ansible-playbook run that reuses them: tests/integration/test_payload_cache.py."""
 from __future__ import annotations
 
+import base64
+import io
 import os
+import pickle
 import shutil
 import stat
+import subprocess
+import sys
+import zipfile
 
 import pytest
 
@@ -137,3 +143,73 @@ def test_only_the_newest_fingerprints_are_kept(tmp_path):
     cache.prune(str(base), keep=names[0])
     left = sorted(os.listdir(base))
     assert left == sorted(names[3:] + [names[0], "not-a-fingerprint"]), left
+
+
+# ----------------------------------------------------------------- bytecode in the kept payloads
+
+def _payload_zip(files):
+    """A payload-like zip (stored, as examples/project builds them) of {name: source}."""
+    output = io.BytesIO()
+    with zipfile.ZipFile(output, mode="w", compression=zipfile.ZIP_STORED) as archive:
+        for name, source in files.items():
+            archive.writestr(name, source)
+    return output.getvalue()
+
+
+def _import_from(archive, module):
+    """Import ``module`` from the zip file ``archive`` in a new Python; the file name its code
+    was compiled under (relative: from the kept .pyc; the zip's own path: compiled from source)."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import %s as m; print(m.where(), m.VALUE)" % module,
+         str(archive)], capture_output=True, text=True, check=True).stdout.split()
+    return out[0], out[1]
+
+
+SOURCES = {
+    "pkg/__init__.py": "",
+    "pkg/mod.py": "import sys\nVALUE = 'one'\ndef where():\n    return sys._getframe().f_code.co_filename\n",
+}
+
+
+def test_every_source_of_a_payload_gets_its_bytecode_and_python_runs_it(tmp_path):
+    compiled = zipfile.ZipFile(io.BytesIO(cache.zip_with_bytecode(_payload_zip(SOURCES))))
+    assert sorted(compiled.namelist()) == ["pkg/__init__.py", "pkg/__init__.pyc", "pkg/mod.py", "pkg/mod.pyc"]
+    assert compiled.read("pkg/mod.py").decode() == SOURCES["pkg/mod.py"]
+    archive = tmp_path / "payload.zip"
+    archive.write_bytes(compiled.fp.getvalue())
+    # the bytecode ran: its code carries the name it was compiled under, the path inside the zip
+    assert _import_from(archive, "pkg.mod") == ("pkg/mod.py", "one")
+
+
+def test_bytecode_that_does_not_match_its_source_or_python_is_not_run(tmp_path):
+    stale = zipfile.ZipFile(io.BytesIO(cache.zip_with_bytecode(_payload_zip(SOURCES))))
+    changed = dict(SOURCES, **{"pkg/mod.py": SOURCES["pkg/mod.py"].replace("'one'", "'two'")})
+    # the .pyc of the first source beside a changed source: its hash no longer matches
+    mixed = {name: stale.read(name) for name in stale.namelist()}
+    mixed["pkg/mod.py"] = changed["pkg/mod.py"].encode()
+    archive = tmp_path / "stale.zip"
+    archive.write_bytes(_payload_zip(mixed))
+    where, value = _import_from(archive, "pkg.mod")
+    assert value == "two" and where == str(archive / "pkg" / "mod.py")
+    # bytecode of another Python (another magic number) is left for the source
+    other = dict(mixed, **{"pkg/mod.pyc": b"\x00\x00\r\n" + stale.read("pkg/mod.pyc")[4:]})
+    other["pkg/mod.py"] = SOURCES["pkg/mod.py"].encode()
+    archive.write_bytes(_payload_zip(other))
+    assert _import_from(archive, "pkg.mod") == (str(archive / "pkg" / "mod.py"), "one")
+
+
+def test_a_payload_of_ansible_core_is_kept_with_its_bytecode(tmp_path):
+    module_common = pytest.importorskip("ansible.executor.module_common")
+    built = module_common._CachedModule(zip_data=base64.b64encode(_payload_zip(SOURCES)), metadata=None,
+                                        source_mapping={"/controller/pkg/mod.py": "pkg/mod.py"})
+    path = tmp_path / "payload"
+    built.dump(str(path))
+    kept = pickle.loads(cache.payload_with_bytecode(str(path)))
+    assert type(kept) is module_common._CachedModule and kept.source_mapping == built.source_mapping
+    names = zipfile.ZipFile(io.BytesIO(base64.b64decode(kept.zip_data))).namelist()
+    assert "pkg/mod.pyc" in names and "pkg/__init__.pyc" in names
+    # anything else is kept as ansible-core wrote it (save() copies the file unchanged)
+    path.write_bytes(b"not a pickle")
+    assert cache.payload_with_bytecode(str(path)) is None
+    path.write_bytes(pickle.dumps({"zip_data": b"x"}))
+    assert cache.payload_with_bytecode(str(path)) is None
