@@ -205,7 +205,7 @@ def test_a_payload_of_ansible_core_is_kept_with_its_bytecode(tmp_path):
     path = tmp_path / "payload"
     built.dump(str(path))
     kept = pickle.loads(cache.payload_with_bytecode(str(path)))
-    assert type(kept) is module_common._CachedModule and kept.source_mapping == built.source_mapping
+    assert isinstance(kept, module_common._CachedModule) and kept.source_mapping == built.source_mapping
     names = zipfile.ZipFile(io.BytesIO(base64.b64decode(kept.zip_data))).namelist()
     assert "pkg/mod.pyc" in names and "pkg/__init__.pyc" in names
     # anything else is kept as ansible-core wrote it (save() copies the file unchanged)
