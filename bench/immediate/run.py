@@ -6,8 +6,9 @@
   (c) ansible-playbook rollback-immediate.yml from examples/project/
 
 For each: the time until the good version answers (an external poller hits /health/ready every
-50 ms from the moment the command starts and waits for a 200 naming v1) and the time until the
-command exits successfully. Before every run the stack is put back on the bad v2 (unhealthy),
+50 ms from the moment the command starts and waits for a 200 naming v1), the time until the
+command exits successfully, and the CPU time (user + system) of the command and everything it
+started and waited for (not the Docker engine's). Before every run the stack is put back on the bad v2 (unhealthy),
 the way the pipeline deploys. Figures are medians over --rounds runs.
 
     .venv/bin/python bench/immediate/run.py [--rounds 3] [--seed-sleep 30]
@@ -18,6 +19,7 @@ tenth of (b)'s time.
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -58,7 +60,8 @@ def answers_bad(url):
 
 
 def measure(argv, health_url, cwd=None, env=None, limit=180, log=None):
-    """Start argv and a 50 ms poller together; (seconds to v1 answering, seconds to exit)."""
+    """Start argv and a 50 ms poller together; (seconds to v1 answering, seconds to exit, CPU seconds
+    of argv and its children)."""
     answered = {}
     stop = threading.Event()
 
@@ -69,11 +72,14 @@ def measure(argv, health_url, cwd=None, env=None, limit=180, log=None):
                 return
             time.sleep(0.05)
 
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     poller = threading.Thread(target=poll, args=(start,), daemon=True)
     poller.start()
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=limit)
     exited = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if log:
         with open(log, "a") as out:
             out.write(proc.stdout)
@@ -82,7 +88,7 @@ def measure(argv, health_url, cwd=None, env=None, limit=180, log=None):
     if proc.returncode != 0:
         raise SystemExit("command failed (rc=%d): %s\n%s\n%s" % (proc.returncode, " ".join(argv),
                                                                  proc.stdout[-3000:], proc.stderr[-3000:]))
-    return answered.get("t"), exited
+    return answered.get("t"), exited, cpu
 
 
 def main():
@@ -135,7 +141,7 @@ def main():
     }
     if opts.skip_runbook:
         del methods["b_seed"]
-    results = {m: {"answer": [], "exit": []} for m in methods}
+    results = {m: {"answer": [], "exit": [], "cpu": []} for m in methods}
     try:
         ctl("up", "--dir", str(stack_dir), "--version", "v1")
         for round_no in range(opts.rounds):
@@ -145,11 +151,13 @@ def main():
                 deadline = time.monotonic() + 30
                 while not answers_bad(backend) and time.monotonic() < deadline:
                     time.sleep(0.05)
-                answer, exited = measure(argv, backend, cwd=cwd, env=env, log=opts.log)
+                answer, exited, cpu = measure(argv, backend, cwd=cwd, env=env, log=opts.log)
                 results[method]["answer"].append(answer)
                 results[method]["exit"].append(exited)
-                print("round %d %-10s answered %6s s  exited %6.2f s" % (
-                    round_no + 1, method, "%.2f" % answer if answer is not None else "never", exited), flush=True)
+                results[method]["cpu"].append(cpu)
+                print("round %d %-10s answered %6s s  exited %6.2f s  cpu %6.2f s" % (
+                    round_no + 1, method, "%.2f" % answer if answer is not None else "never", exited, cpu),
+                    flush=True)
     finally:
         ctl("down", "--dir", str(stack_dir))
         # The stack directory holds the secrets file and the stack's .env: remove it with the stack.
@@ -158,9 +166,9 @@ def main():
     med = {m: {k: statistics.median([v for v in r[k] if v is not None] or [float("nan")]) for k in r}
            for m, r in results.items()}
     print("\nmedian over %d rounds (seconds)" % opts.rounds)
-    print("%-10s %10s %10s" % ("method", "answers", "exits"))
+    print("%-10s %10s %10s %10s" % ("method", "answers", "exits", "cpu"))
     for method in methods:
-        print("%-10s %10.2f %10.2f" % (method, med[method]["answer"], med[method]["exit"]))
+        print("%-10s %10.2f %10.2f %10.2f" % (method, med[method]["answer"], med[method]["exit"], med[method]["cpu"]))
     restore_gap = med["c_ansible"]["answer"] - med["a_floor"]["answer"]
     # The gap of each round (c minus the floor of the same round): steadier when load comes and goes.
     gaps = [c - a for c, a in zip(results["c_ansible"]["answer"], results["a_floor"]["answer"])
