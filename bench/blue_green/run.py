@@ -36,19 +36,12 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-STACKCTL = [sys.executable, str(REPO / "stack" / "stackctl")]
-VENV_BIN = Path(sys.executable).parent
+# Run as a script, Python puts this file's folder on sys.path, not bench/ where _stack (the stack
+# set-up the benchmarks share) is.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _stack  # noqa: E402 - needs the sys.path entry above
+
 HOST = "127.0.0.1"
-
-
-def ctl(*args):
-    return subprocess.run(STACKCTL + list(args), check=True, capture_output=True, text=True).stdout
-
-
-def env_of(directory):
-    return dict(line.split("=", 1) for line in (Path(directory) / ".env").read_text().splitlines()
-                if "=" in line and not line.startswith("#"))
 
 
 # --------------------------------------------------------------------------- the load
@@ -233,23 +226,20 @@ def main():
     lb = work / "lb"
     results = {}
     try:
+        envs = {}
         for color in ("blue", "green"):
-            ctl("init", "--dir", str(dirs[color]), "--project", names[color])
-            ctl("up", "--dir", str(dirs[color]))
-        port = json.loads(ctl("lb", "up", "--dir", str(lb), "--blue", str(dirs["blue"]), "--green",
-                              str(dirs["green"]), "--active", "green"))["port"]
+            envs[color] = _stack.init_stack(dirs[color], names[color])
+            _stack.ctl("up", "--dir", str(dirs[color]))
+        port = json.loads(_stack.ctl("lb", "up", "--dir", str(lb), "--blue", str(dirs["blue"]), "--green",
+                                     str(dirs["green"]), "--active", "green"))["port"]
         site = lb / "sites-available" / "taylordash"
-        blue_env, green_env = env_of(dirs["blue"]), env_of(dirs["green"])
+        # The stack switched to is blue. No stack_api_url: the playbook validates the API through
+        # nginx (blue_green_url), and an extra var would override that.
         extra = {
-            "stack_project_dir": str(dirs["blue"]), "stack_compose_project": names["blue"],
-            "stack_services": [
-                {"name": "backend", "image": names["blue"] + "_backend",
-                 "health_url": "http://127.0.0.1:%s/health/ready" % blue_env["TD_BACKEND_PORT"]},
-                {"name": "frontend", "image": names["blue"] + "_frontend",
-                 "health_url": "http://127.0.0.1:%s/" % blue_env["TD_FRONTEND_PORT"]}],
+            **_stack.stack_vars(dirs["blue"], names["blue"], envs["blue"], api_url=False),
             "blue_green_target": "blue", "blue_green_old_project_dir": str(dirs["green"]),
             "blue_green_old_compose_project": names["green"],
-            "blue_green_old_ports": [int(green_env["TD_BACKEND_PORT"])],
+            "blue_green_old_ports": [int(envs["green"]["TD_BACKEND_PORT"])],
             "blue_green_site_file": str(site), "blue_green_candidate": str(lb / "nginx.blue.conf"),
             "blue_green_nginx": "host", "blue_green_nginx_prefix": str(lb),
             "blue_green_nginx_conf": str(lb / "nginx.conf"), "blue_green_nginx_pid_file": str(lb / "nginx.pid"),
@@ -260,23 +250,13 @@ def main():
             "validate_perf_enabled": False,
         }
         (work / "vars.json").write_text(json.dumps(extra))
-        secrets = work / "secrets.json"
-        secrets.write_text(json.dumps({"stack_api_key": blue_env["TD_API_KEY"],
-                                       "stack_admin_password": blue_env["TD_ADMIN_PASSWORD"]}))
-        secrets.chmod(0o600)
-        collections = REPO / ".cache" / "collections"
-        (collections / "ansible_collections" / "taylordash").mkdir(parents=True, exist_ok=True)
-        link = collections / "ansible_collections" / "taylordash" / "rollback"
-        if not link.exists():
-            link.symlink_to(REPO)
-        ansible_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-                           PATH="%s:%s" % (VENV_BIN, os.environ["PATH"]))
+        secrets = _stack.write_secrets(work / "secrets.json", envs["blue"])
+        ansible_env = _stack.collections_env({"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
 
         def ours():
             started = time.monotonic()
-            proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "rollback-blue-green.yml", "-e",
-                                   "@%s" % (work / "vars.json"), "-e", "@%s" % secrets],
-                                  cwd=str(REPO / "examples" / "project"), env=ansible_env, capture_output=True,
+            proc = subprocess.run(_stack.playbook_argv("rollback-blue-green.yml", work / "vars.json", secrets),
+                                  cwd=str(_stack.EXAMPLES_PROJECT), env=ansible_env, capture_output=True,
                                   text=True, timeout=600)
             ended = time.monotonic()
             if proc.returncode != 0:
@@ -296,8 +276,8 @@ def main():
             return started, time.monotonic()
 
         def reset():
-            ctl("up", "--dir", str(dirs["green"]))
-            ctl("lb", "switch", "--dir", str(lb), "green")
+            _stack.ctl("up", "--dir", str(dirs["green"]))
+            _stack.ctl("lb", "switch", "--dir", str(lb), "green")
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 import urllib.request
@@ -315,10 +295,10 @@ def main():
             results[name] = summarise(load, window, steady_end)
             print("%s: %s" % (name, json.dumps(results[name])), flush=True)
     finally:
-        subprocess.run(STACKCTL + ["lb", "down", "--dir", str(lb)], capture_output=True)
+        subprocess.run(_stack.STACKCTL + ["lb", "down", "--dir", str(lb)], capture_output=True)
         for color in ("blue", "green"):
             if (dirs[color] / ".env").exists():
-                subprocess.run(STACKCTL + ["down", "--dir", str(dirs[color])], capture_output=True)
+                subprocess.run(_stack.STACKCTL + ["down", "--dir", str(dirs[color])], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
     ours_r = results.get("ours")

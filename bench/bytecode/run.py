@@ -36,13 +36,12 @@ import time
 import zipfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-STACKCTL = [sys.executable, str(REPO / "stack" / "stackctl")]
-VENV = Path(sys.prefix) if sys.prefix != sys.base_prefix else REPO / ".venv"
+# Run as a script, Python puts this file's folder on sys.path, not bench/ where _stack (the stack
+# set-up the benchmarks share) is.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _stack  # noqa: E402 - needs the sys.path entry above
 
-
-def ctl(*args):
-    return subprocess.run(STACKCTL + list(args), check=True, capture_output=True, text=True).stdout
+VENV = Path(sys.prefix) if sys.prefix != sys.base_prefix else _stack.REPO / ".venv"
 
 
 def strip_payload_bytecode(store):
@@ -68,25 +67,13 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="td-bench-bytecode-"))
     stack_dir = work / "stack"
     name = "tdbenchbyc"
-    ctl("init", "--dir", str(stack_dir), "--project", name)
-    env_file = dict(line.split("=", 1) for line in (stack_dir / ".env").read_text().splitlines()
-                    if "=" in line and not line.startswith("#"))
-    backend = "http://127.0.0.1:%s/health/ready" % env_file["TD_BACKEND_PORT"]
-    frontend = "http://127.0.0.1:%s/" % env_file["TD_FRONTEND_PORT"]
-    (work / "vars.json").write_text(json.dumps({
-        "stack_project_dir": str(stack_dir), "stack_compose_project": name,
-        "stack_services": [{"name": "backend", "image": name + "_backend", "health_url": backend},
-                           {"name": "frontend", "image": name + "_frontend", "health_url": frontend}],
-        "stack_api_url": "http://127.0.0.1:%s" % env_file["TD_BACKEND_PORT"],
-        "validate_perf_enabled": False,
-    }))
-    secrets = work / "secrets.json"
-    secrets.write_text(json.dumps({"stack_api_key": env_file["TD_API_KEY"],
-                                   "stack_admin_password": env_file["TD_ADMIN_PASSWORD"]}))
-    secrets.chmod(0o600)
-    collections = work / "collections"
-    (collections / "ansible_collections" / "taylordash").mkdir(parents=True)
-    (collections / "ansible_collections" / "taylordash" / "rollback").symlink_to(REPO)
+    env_file = _stack.init_stack(stack_dir, name)
+    (work / "vars.json").write_text(json.dumps(dict(_stack.stack_vars(stack_dir, name, env_file),
+                                                    validate_perf_enabled=False)))
+    secrets = _stack.write_secrets(work / "secrets.json", env_file)
+    # A collections tree of its own, in the work directory (removed with it); not
+    # _stack.collections_env(): the PATH of each run is its combination's virtualenv.
+    collections = _stack.link_collection(work / "collections")
 
     # The same virtualenv without any bytecode: a copy, the original is left as it is. The ansible
     # package's collections (never byte-compiled, some 20,000 files) are linked, not copied.
@@ -108,11 +95,11 @@ def main():
                    PATH="%s/bin:%s" % (venv, os.environ["PATH"]),
                    TAYLORDASH_PAYLOAD_CACHE=str(work / "payloads" / combo.replace(" ", "_").replace("+", "_")))
         env.pop("PYTHONPYCACHEPREFIX", None)
-        ctl("deploy", "--dir", str(stack_dir), "v2", "--fault", "unhealthy", "--no-backup")
+        _stack.ctl("deploy", "--dir", str(stack_dir), "v2", "--fault", "unhealthy", "--no-backup")
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.run([str(venv / "bin" / "python"), str(venv / "bin" / "ansible-playbook"), "rollback-immediate.yml",
                                "-e", "@%s" % (work / "vars.json"), "-e", "@%s" % secrets],
-                              cwd=str(REPO / "examples" / "project"), env=env, capture_output=True, text=True, timeout=300)
+                              cwd=str(_stack.EXAMPLES_PROJECT), env=env, capture_output=True, text=True, timeout=300)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode != 0:
             raise SystemExit("rollback failed (%s):\n%s\n%s" % (combo, proc.stdout[-3000:], proc.stderr[-3000:]))
@@ -121,7 +108,7 @@ def main():
     results = {combo: [] for combo in combos}
     started = time.monotonic()
     try:
-        ctl("up", "--dir", str(stack_dir), "--version", "v1")
+        _stack.ctl("up", "--dir", str(stack_dir), "--version", "v1")
         for combo, (venv, payload_bytecode) in combos.items():
             run(combo)  # warm-up: builds and keeps this combination's payloads
             if not payload_bytecode:
@@ -133,7 +120,7 @@ def main():
                 results[combo].append(run(combo))
                 print("round %d %-22s cpu %6.2f s" % (round_no + 1, combo, results[combo][-1]), flush=True)
     finally:
-        ctl("down", "--dir", str(stack_dir))
+        _stack.ctl("down", "--dir", str(stack_dir))
         shutil.rmtree(work, ignore_errors=True)
 
     before = statistics.median(results["neither (before)"])

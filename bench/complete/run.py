@@ -12,7 +12,6 @@ medians over --rounds runs.
 """
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -21,52 +20,30 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-STACKCTL = [sys.executable, str(REPO / "stack" / "stackctl")]
-VENV_BIN = Path(sys.executable).parent
+# Run as a script, Python puts this file's folder on sys.path, not bench/ where _stack (the stack
+# set-up the benchmarks share) is.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _stack  # noqa: E402 - needs the sys.path entry above
+
 BAD_LINE = '      TD_NEW_FEATURE: "on"\n'
 ANCHOR = "      TD_PLUGINS_CONFIG: /srv/project/plugins_config.json\n"
 
 
-def ctl(*args):
-    return subprocess.run(STACKCTL + list(args), check=True, capture_output=True, text=True).stdout
-
-
-def read_env(stack_dir):
-    return dict(line.split("=", 1) for line in (stack_dir / ".env").read_text().splitlines()
-                if "=" in line and not line.startswith("#"))
-
-
 def project(work, stack_dir, name):
     """vars and secrets files for the examples project, and an environment that finds the collection."""
-    env = read_env(stack_dir)
-    backend = "http://127.0.0.1:%s" % env["TD_BACKEND_PORT"]
-    extra = {
-        "stack_project_dir": str(stack_dir), "stack_compose_project": name,
-        "stack_services": [{"name": "backend", "image": name + "_backend", "health_url": backend + "/health/ready"},
-                           {"name": "frontend", "image": name + "_frontend",
-                            "health_url": "http://127.0.0.1:%s/" % env["TD_FRONTEND_PORT"]}],
-        "stack_api_url": backend,
-        # response times are measured by bench/immediate and the validate role; not here
-        "validate_perf_enabled": False,
-    }
+    env = _stack.read_env(stack_dir)
+    extra = dict(_stack.stack_vars(stack_dir, name, env),
+                 # response times are measured by bench/immediate and the validate role; not here
+                 validate_perf_enabled=False)
     (work / "vars.json").write_text(json.dumps(extra))
-    secrets = work / "secrets.json"
-    secrets.write_text(json.dumps({"stack_api_key": env["TD_API_KEY"], "stack_admin_password": env["TD_ADMIN_PASSWORD"]}))
-    secrets.chmod(0o600)
-    collections = REPO / ".cache" / "collections"
-    (collections / "ansible_collections" / "taylordash").mkdir(parents=True, exist_ok=True)
-    link = collections / "ansible_collections" / "taylordash" / "rollback"
-    if not link.exists():
-        link.symlink_to(REPO)
-    ansible_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), PATH="%s:%s" % (VENV_BIN, os.environ["PATH"]))
-    return ansible_env, secrets
+    secrets = _stack.write_secrets(work / "secrets.json", env)
+    return _stack.collections_env(), secrets
 
 
 def run_playbook(playbook, work, secrets, env, *extra):
-    argv = [str(VENV_BIN / "ansible-playbook"), playbook, "-e", "@%s" % (work / "vars.json"), "-e", "@%s" % secrets, *extra]
+    argv = _stack.playbook_argv(playbook, work / "vars.json", secrets) + list(extra)
     started = time.monotonic()
-    proc = subprocess.run(argv, cwd=str(REPO / "examples" / "project"), env=env, capture_output=True, text=True)
+    proc = subprocess.run(argv, cwd=str(_stack.EXAMPLES_PROJECT), env=env, capture_output=True, text=True)
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
         raise SystemExit("%s failed:\n%s" % (playbook, proc.stdout[-4000:]))
@@ -97,18 +74,18 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="td-bench-complete-"))
     stack_dir = work / "stack"
     name = "tdbenchcmp"
-    ctl("init", "--dir", str(stack_dir), "--project", name)
+    _stack.init_stack(stack_dir, name)
     env, secrets = project(work, stack_dir, name)
     variants = [("images and files", [])]
     if opts.database:
         variants.append(("images, files and database", ["-e", "complete_database_restore=true"]))
     results = {label: ([], []) for label, _ in variants}
     try:
-        ctl("up", "--dir", str(stack_dir), "--version", "v1")
-        ctl("backup", "--dir", str(stack_dir))
+        _stack.ctl("up", "--dir", str(stack_dir), "--version", "v1")
+        _stack.ctl("backup", "--dir", str(stack_dir))
         for round_no in range(opts.rounds):
             for label, extra in variants:
-                ctl("deploy", "--dir", str(stack_dir), "v2", "--fault", "errors", "--error-rate", "0.5")
+                _stack.ctl("deploy", "--dir", str(stack_dir), "v2", "--fault", "errors", "--error-rate", "0.5")
                 compose = stack_dir / "docker-compose.yml"
                 compose.write_text(compose.read_text().replace(ANCHOR, ANCHOR + BAD_LINE))
                 elapsed = run_playbook("rollback-complete.yml", work, secrets, env, *extra)
@@ -116,7 +93,7 @@ def main():
                 results[label][1].append(newest_report_steps(stack_dir))
                 print("round %d %-28s %6.2f s" % (round_no + 1, label, elapsed), flush=True)
     finally:
-        ctl("down", "--dir", str(stack_dir))
+        _stack.ctl("down", "--dir", str(stack_dir))
         shutil.rmtree(work, ignore_errors=True)
     for label, (totals, steps) in results.items():
         print_medians("rollback-complete.yml (%s)" % label, totals, steps)

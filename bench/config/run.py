@@ -20,7 +20,6 @@ of the config role (its "Steps:" line) and of the whole play. Medians over --rou
 import argparse
 import datetime
 import json
-import os
 import re
 import shutil
 import statistics
@@ -35,14 +34,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-REPO = Path(__file__).resolve().parents[2]
-STACKCTL = [sys.executable, str(REPO / "stack" / "stackctl")]
-VENV_BIN = Path(sys.executable).parent
+# Run as a script, Python puts this file's folder on sys.path, not bench/ where _stack (the stack
+# set-up the benchmarks share) is.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _stack  # noqa: E402 - needs the sys.path entry above
+
 STEPS_RE = re.compile(r'"Steps: (.*)"')
-
-
-def ctl(*args):
-    return subprocess.run(STACKCTL + list(args), check=True, capture_output=True, text=True).stdout
 
 
 def compose(stack_dir, *args):
@@ -99,37 +96,19 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="td-bench-config-"))
     stack_dir = work / "stack"
     name = "tdbenchcfg"
-    ctl("init", "--dir", str(stack_dir), "--project", name)
-    env_file = dict(line.split("=", 1) for line in (stack_dir / ".env").read_text().splitlines()
-                    if "=" in line and not line.startswith("#"))
-    backend = "http://127.0.0.1:%s/health/ready" % env_file["TD_BACKEND_PORT"]
-    frontend = "http://127.0.0.1:%s/" % env_file["TD_FRONTEND_PORT"]
-    extra = {
-        "stack_project_dir": str(stack_dir), "stack_compose_project": name,
-        "stack_services": [{"name": "backend", "image": name + "_backend", "health_url": backend},
-                           {"name": "frontend", "image": name + "_frontend", "health_url": frontend}],
-        "stack_api_url": "http://127.0.0.1:%s" % env_file["TD_BACKEND_PORT"],
-        "config_actions": ["env", "compose", "certificate"],
-        # Timed here is the configuration rollback; the latency gate of the validation is
-        # benchmarked in bench/immediate and would fail on a loaded machine.
-        "validate_perf_auth_target": 10, "validate_perf_api_target": 10, "validate_perf_frontend_target": 10,
-    }
+    env_file = _stack.init_stack(stack_dir, name)
+    extra = dict(_stack.stack_vars(stack_dir, name, env_file),
+                 config_actions=["env", "compose", "certificate"],
+                 # Timed here is the configuration rollback; the latency gate of the validation is
+                 # benchmarked in bench/immediate and would fail on a loaded machine.
+                 validate_perf_auth_target=10, validate_perf_api_target=10, validate_perf_frontend_target=10)
     (work / "vars.json").write_text(json.dumps(extra))
-    secrets = work / "secrets.json"
-    secrets.write_text(json.dumps({"stack_api_key": env_file["TD_API_KEY"],
-                                   "stack_admin_password": env_file["TD_ADMIN_PASSWORD"]}))
-    secrets.chmod(0o600)
-    collections = REPO / ".cache" / "collections"
-    (collections / "ansible_collections" / "taylordash").mkdir(parents=True, exist_ok=True)
-    link = collections / "ansible_collections" / "taylordash" / "rollback"
-    if not link.exists():
-        link.symlink_to(REPO)
-    ansible_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections),
-                       PATH="%s:%s" % (VENV_BIN, os.environ["PATH"]))
+    secrets = _stack.write_secrets(work / "secrets.json", env_file)
+    ansible_env = _stack.collections_env()
     results = {"a_floor": [], "c_ansible": []}
     steps = {}
     try:
-        ctl("up", "--dir", str(stack_dir), "--version", "v1")
+        _stack.ctl("up", "--dir", str(stack_dir), "--version", "v1")
         for round_no in range(opts.rounds):
             stamp = bad_configuration(stack_dir, round_no)
             floor = ("set -e; cd %s; cp .env.backup.%s .env; cp docker-compose.backup.%s docker-compose.yml; "
@@ -141,9 +120,8 @@ def main():
             print("round %d a_floor    exited %6.2f s" % (round_no + 1, elapsed), flush=True)
 
             bad_configuration(stack_dir, round_no)
-            elapsed, out = run([str(VENV_BIN / "ansible-playbook"), "rollback-config.yml", "-e",
-                                "@%s" % (work / "vars.json"), "-e", "@%s" % secrets],
-                               cwd=str(REPO / "examples" / "project"), env=ansible_env)
+            elapsed, out = run(_stack.playbook_argv("rollback-config.yml", work / "vars.json", secrets),
+                               cwd=str(_stack.EXAMPLES_PROJECT), env=ansible_env)
             results["c_ansible"].append(elapsed)
             match = STEPS_RE.search(out)
             for part in (match.group(1).split(", ") if match else []):
@@ -152,7 +130,7 @@ def main():
             print("round %d c_ansible  exited %6.2f s  steps: %s" % (
                 round_no + 1, elapsed, match.group(1) if match else "?"), flush=True)
     finally:
-        ctl("down", "--dir", str(stack_dir))
+        _stack.ctl("down", "--dir", str(stack_dir))
         # The stack directory holds the secrets file and the stack's .env: remove it with the stack.
         shutil.rmtree(work, ignore_errors=True)
 

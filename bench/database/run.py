@@ -34,10 +34,10 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-STACKCTL = [sys.executable, str(REPO / "stack" / "stackctl")]
-VENV_BIN = Path(sys.executable).parent
-COLLECTIONS = REPO / ".cache" / "collections"
+# Run as a script, Python puts this file's folder on sys.path, not bench/ where _stack (the stack
+# set-up the benchmarks share) is.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _stack  # noqa: E402 - needs the sys.path entry above
 
 PLAY = """---
 - name: Restore the newest backup (bench)
@@ -58,10 +58,6 @@ PLAY = """---
         name: taylordash.rollback.database
         tasks_from: summary
 """
-
-
-def ctl(*args):
-    return subprocess.run(STACKCTL + list(args), check=True, capture_output=True, text=True).stdout
 
 
 def compose(stack_dir, *args, **kwargs):
@@ -167,8 +163,9 @@ def run_verify(stack_dir, dump, cgroup):
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         handle.write(payload)
     try:
-        env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
-        argv = [sys.executable, str(REPO / "plugins" / "modules" / "backup_verify.py"), handle.name]
+        # The module imports its module_utils as ansible_collections.taylordash.rollback.*.
+        env = dict(os.environ, PYTHONPATH=str(_stack.link_collection()))
+        argv = [sys.executable, str(_stack.REPO / "plugins" / "modules" / "backup_verify.py"), handle.name]
         elapsed, tree, container, out = timed(argv, cgroup, env=env)
     finally:
         os.unlink(handle.name)
@@ -186,10 +183,9 @@ def run_whole(stack_dir, dump, cgroup, workdir, stack_vars, payload_cache=True):
     # The module payloads of the previous run reused, as examples/project/ansible.cfg does
     # (taylordash.rollback.payload_cache; the first round builds them when the collection changed).
     callbacks = "ansible.posix.profile_tasks" + (",taylordash.rollback.payload_cache" if payload_cache else "")
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_CALLBACKS_ENABLED=callbacks, PROFILE_TASKS_TASK_OUTPUT_LIMIT="12",
-               ANSIBLE_LOCALHOST_WARNING="False", PATH="%s:%s" % (VENV_BIN, os.environ.get("PATH", "")))
-    argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(play), "-e", json.dumps(extra)]
+    env = _stack.collections_env({"ANSIBLE_NOCOLOR": "1", "ANSIBLE_CALLBACKS_ENABLED": callbacks,
+                                  "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "12", "ANSIBLE_LOCALHOST_WARNING": "False"})
+    argv = [str(_stack.VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(play), "-e", json.dumps(extra)]
     before = set(stack_dir.glob("safety_*"))
     try:
         elapsed, tree, container, out = timed(argv, cgroup, env=env)
@@ -232,30 +228,18 @@ def main():
     workdir = Path(tempfile.mkdtemp(prefix="bench-database-"))
     stack_dir = workdir / "stack"
     name = "tdbenchdb"
-    ctl("init", "--dir", str(stack_dir), "--project", name)
+    env = _stack.init_stack(stack_dir, name)
     try:
         print("stack: %s (%s)" % (name, stack_dir), flush=True)
-        ctl("up", "--dir", str(stack_dir), "--version", "v1")
+        _stack.ctl("up", "--dir", str(stack_dir), "--version", "v1")
         started = time.monotonic()
-        ctl("seed-rows", "--dir", str(stack_dir), "--rows", str(opts.rows), "--width", str(opts.width))
-        dump = Path(ctl("backup", "--dir", str(stack_dir)).strip())
+        _stack.ctl("seed-rows", "--dir", str(stack_dir), "--rows", str(opts.rows), "--width", str(opts.width))
+        dump = Path(_stack.ctl("backup", "--dir", str(stack_dir)).strip())
         rows = psql(stack_dir, "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM projects)")
         print("data: %s rows; plain dump %s, %s (seeded and dumped in %.1f s)"
               % (rows, dump.name, fmt_mb(dump.stat().st_size), time.monotonic() - started), flush=True)
-        env = {}
-        for line in (stack_dir / ".env").read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                key, value = line.split("=", 1)
-                env[key] = value
-        stack_vars = {
-            "database_restore_method": opts.method,
-            "stack_project_dir": str(stack_dir), "stack_compose_project": name,
-            "stack_services": [
-                {"name": "backend", "image": "%s_backend" % name,
-                 "health_url": "http://127.0.0.1:%s/health/ready" % env["TD_BACKEND_PORT"]},
-                {"name": "frontend", "image": "%s_frontend" % name,
-                 "health_url": "http://127.0.0.1:%s/" % env["TD_FRONTEND_PORT"]}],
-        }
+        # The database role calls no API: no stack_api_url.
+        stack_vars = dict(_stack.stack_vars(stack_dir, name, env, api_url=False), database_restore_method=opts.method)
         cgroup = container_cgroup(stack_dir)
         results = {"a": [], "b": [], "c": []}
         details = {"b": [], "c": []}
@@ -309,7 +293,7 @@ def main():
         if opts.keep:
             print("stack kept: %s (stackctl down --dir %s)" % (stack_dir, stack_dir))
         else:
-            subprocess.run(STACKCTL + ["down", "--dir", str(stack_dir)], capture_output=True, check=False)
+            subprocess.run(_stack.STACKCTL + ["down", "--dir", str(stack_dir)], capture_output=True, check=False)
             shutil.rmtree(workdir, ignore_errors=True)  # the dumps are 100 MB and more
 
 

@@ -32,14 +32,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+# Run as a script, Python puts this file's folder on sys.path, not bench/ where _stack (the stack
+# set-up the benchmarks share) is.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _stack  # noqa: E402 - needs the sys.path entry above
+
 HERE = Path(__file__).resolve().parent
-STACKCTL = [sys.executable, str(REPO / "stack" / "stackctl")]
-VENV_BIN = Path(sys.executable).parent
-
-
-def ctl(*args):
-    return subprocess.run(STACKCTL + list(args), check=True, capture_output=True, text=True).stdout
 
 
 def answers_healthy(url):
@@ -95,8 +93,8 @@ def break_stack(stack_dir):
     """The state a failed rollback leaves: the bad v2 runs, rows written after the backup."""
     shutil.copy(stack_dir / ".env.emergency", stack_dir / ".env")
     shutil.copy(stack_dir / "docker-compose.emergency.yml", stack_dir / "docker-compose.yml")
-    ctl("deploy", "--dir", str(stack_dir), "v2", "--fault", "unhealthy", "--no-backup")
-    ctl("seed-rows", "--dir", str(stack_dir), "--rows", "100")
+    _stack.ctl("deploy", "--dir", str(stack_dir), "v2", "--fault", "unhealthy", "--no-backup")
+    _stack.ctl("seed-rows", "--dir", str(stack_dir), "--rows", "100")
 
 
 def main():
@@ -110,46 +108,29 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="td-bench-emergency-"))
     stack_dir = work / "stack"
     name = "tdbenchemr"
-    ctl("init", "--dir", str(stack_dir), "--project", name)
-    env_file = dict(line.split("=", 1) for line in (stack_dir / ".env").read_text().splitlines()
-                    if "=" in line and not line.startswith("#"))
-    backend = "http://127.0.0.1:%s/health/ready" % env_file["TD_BACKEND_PORT"]
-    frontend = "http://127.0.0.1:%s/" % env_file["TD_FRONTEND_PORT"]
-    extra = {
-        "stack_project_dir": str(stack_dir), "stack_compose_project": name,
-        "stack_services": [{"name": "backend", "image": name + "_backend", "health_url": backend},
-                           {"name": "frontend", "image": name + "_frontend", "health_url": frontend}],
-        "stack_api_url": "http://127.0.0.1:%s" % env_file["TD_BACKEND_PORT"],
-        "emergency_image_tag": "v1",
-        # The bench times the recovery; the response-time targets are the validation's business,
-        # and a loaded machine misses them. The full sample (emergency_perf_samples) still runs.
-        "validate_perf_api_target": 5, "validate_perf_auth_target": 5, "validate_perf_frontend_target": 5,
-        "validate_perf_timeout": 600,
-    }
+    env_file = _stack.init_stack(stack_dir, name)
+    backend, _frontend = _stack.health_urls(env_file)
+    extra = dict(_stack.stack_vars(stack_dir, name, env_file),
+                 emergency_image_tag="v1",
+                 # The bench times the recovery; the response-time targets are the validation's business,
+                 # and a loaded machine misses them. The full sample (emergency_perf_samples) still runs.
+                 validate_perf_api_target=5, validate_perf_auth_target=5, validate_perf_frontend_target=5,
+                 validate_perf_timeout=600)
     (work / "vars.json").write_text(json.dumps(extra))
-    secrets = work / "secrets.json"
-    secrets.write_text(json.dumps({"stack_api_key": env_file["TD_API_KEY"],
-                                   "stack_admin_password": env_file["TD_ADMIN_PASSWORD"]}))
-    secrets.chmod(0o600)
-    collections = REPO / ".cache" / "collections"
-    (collections / "ansible_collections" / "taylordash").mkdir(parents=True, exist_ok=True)
-    link = collections / "ansible_collections" / "taylordash" / "rollback"
-    if not link.exists():
-        link.symlink_to(REPO)
-    ansible_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections),
-                       PATH="%s:%s" % (VENV_BIN, os.environ["PATH"]))
+    secrets = _stack.write_secrets(work / "secrets.json", env_file)
+    ansible_env = _stack.collections_env()
     seed_env = dict(os.environ, SEED_SLEEP_DB=sleep_db, SEED_SLEEP_UP=sleep_up)
     methods = {
-        "c_ansible": ([str(VENV_BIN / "ansible-playbook"), "emergency-recovery.yml", "-e", "@%s" % (work / "vars.json"),
-                       "-e", "@%s" % secrets], str(REPO / "examples" / "project"), ansible_env),
+        "c_ansible": (_stack.playbook_argv("emergency-recovery.yml", work / "vars.json", secrets),
+                      str(_stack.EXAMPLES_PROJECT), ansible_env),
     }
     if not opts.skip_seed:
         methods["b_seed"] = ([str(HERE / "seed.sh"), str(stack_dir)], None, seed_env)
     results = {m: {"answer": [], "exit": []} for m in methods}
     steps = []
     try:
-        ctl("up", "--dir", str(stack_dir), "--version", "v1")
-        backup = ctl("backup", "--dir", str(stack_dir)).strip().splitlines()[-1]
+        _stack.ctl("up", "--dir", str(stack_dir), "--version", "v1")
+        backup = _stack.ctl("backup", "--dir", str(stack_dir)).strip().splitlines()[-1]
         shutil.copy(backup, stack_dir / "emergency_backup.sql")
         shutil.copy(stack_dir / ".env", stack_dir / ".env.emergency")
         shutil.copy(stack_dir / "docker-compose.yml", stack_dir / "docker-compose.emergency.yml")
@@ -164,7 +145,7 @@ def main():
                 print("round %d %-10s answered %6s s  exited %7.2f s" % (
                     round_no + 1, method, "%.2f" % answer if answer is not None else "never", exited), flush=True)
     finally:
-        ctl("down", "--dir", str(stack_dir))
+        _stack.ctl("down", "--dir", str(stack_dir))
         # The stack directory holds the secrets file and the stack's .env: remove it with the stack.
         shutil.rmtree(work, ignore_errors=True)
 

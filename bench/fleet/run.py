@@ -31,18 +31,10 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-STACKCTL = [sys.executable, str(REPO / "stack" / "stackctl")]
-VENV_BIN = Path(sys.executable).parent
-
-
-def ctl(*args):
-    return subprocess.run(STACKCTL + list(args), check=True, capture_output=True, text=True).stdout
-
-
-def env_of(stack_dir):
-    return dict(line.split("=", 1) for line in (stack_dir / ".env").read_text().splitlines()
-                if "=" in line and not line.startswith("#"))
+# Run as a script, Python puts this file's folder on sys.path, not bench/ where _stack (the stack
+# set-up the benchmarks share) is.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _stack  # noqa: E402 - needs the sys.path entry above
 
 
 def answers_bad(url):
@@ -57,17 +49,12 @@ def answers_bad(url):
 
 
 def host_vars(name, stack_dir):
-    env = env_of(stack_dir)
-    backend = "http://127.0.0.1:%s" % env["TD_BACKEND_PORT"]
+    env = _stack.read_env(stack_dir)
     return {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable, "ansible_pipelining": False,
-        "stack_project_dir": str(stack_dir), "stack_compose_project": name,
-        "stack_services": [
-            {"name": "backend", "image": env["TD_IMAGE_PREFIX"] + "_backend", "health_url": backend + "/health/ready"},
-            {"name": "frontend", "image": env["TD_IMAGE_PREFIX"] + "_frontend",
-             "health_url": "http://127.0.0.1:%s/" % env["TD_FRONTEND_PORT"]}],
-        "stack_api_url": backend, "stack_admin_username": env["TD_ADMIN_USERNAME"],
-        "stack_api_key": env["TD_API_KEY"], "stack_admin_password": env["TD_ADMIN_PASSWORD"],
+        **_stack.stack_vars(stack_dir, name, env, image_prefix=env["TD_IMAGE_PREFIX"]),
+        "stack_admin_username": env["TD_ADMIN_USERNAME"],
+        **_stack.secret_vars(env),
     }
 
 
@@ -86,12 +73,7 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="td-bench-fleet-"))
     names = ["tdbenchflt%d" % i for i in range(1, max(sizes) + 1)]
     dirs = {name: work / name for name in names}
-    collections = REPO / ".cache" / "collections"
-    (collections / "ansible_collections" / "taylordash").mkdir(parents=True, exist_ok=True)
-    link = collections / "ansible_collections" / "taylordash" / "rollback"
-    if not link.exists():
-        link.symlink_to(REPO)
-    base_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), PATH="%s:%s" % (VENV_BIN, os.environ["PATH"]))
+    base_env = _stack.collections_env()
     strategies = {"linear": base_env}
     if opts.mitogen:
         strategies["mitogen"] = dict(
@@ -101,12 +83,12 @@ def main():
     results = {s: {n: [] for n in sizes} for s in strategies}
 
     def make(name):
-        ctl("init", "--dir", str(dirs[name]), "--project", name, "--ports", "random")
-        ctl("up", "--dir", str(dirs[name]), "--version", "v1")
+        _stack.init_stack(dirs[name], name, "--ports", "random")
+        _stack.ctl("up", "--dir", str(dirs[name]), "--version", "v1")
 
     def bad_deploy(name):
-        ctl("deploy", "--dir", str(dirs[name]), "v2", "--fault", "unhealthy", "--no-backup")
-        url = "http://127.0.0.1:%s/health/ready" % env_of(dirs[name])["TD_BACKEND_PORT"]
+        _stack.ctl("deploy", "--dir", str(dirs[name]), "v2", "--fault", "unhealthy", "--no-backup")
+        url, _frontend = _stack.health_urls(_stack.read_env(dirs[name]))
         deadline = time.monotonic() + 60
         while not answers_bad(url) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -125,13 +107,13 @@ def main():
                     inventory = work / "inventory.json"
                     inventory.write_text(json.dumps({"taylordash": {"hosts": {h: host_vars(h, dirs[h]) for h in hosts}}}))
                     inventory.chmod(0o600)
-                    argv = [str(VENV_BIN / "ansible-playbook"), "rollback-immediate.yml", "-i", str(inventory),
-                            "--forks", str(max(size, 5)), "-e", "rollback_serial=%d" % size,
-                            # Response-time sampling measures the machine's load, not the rollback.
-                            "-e", "validate_perf_enabled=false"]
+                    argv = _stack.playbook_argv("rollback-immediate.yml") + [
+                        "-i", str(inventory), "--forks", str(max(size, 5)), "-e", "rollback_serial=%d" % size,
+                        # Response-time sampling measures the machine's load, not the rollback.
+                        "-e", "validate_perf_enabled=false"]
                     before = load()
                     t0 = time.monotonic()
-                    proc = subprocess.run(argv, cwd=REPO / "examples" / "project", env=env, capture_output=True, text=True,
+                    proc = subprocess.run(argv, cwd=_stack.EXAMPLES_PROJECT, env=env, capture_output=True, text=True,
                                           check=False)
                     wall = time.monotonic() - t0
                     if proc.returncode != 0:
@@ -144,7 +126,7 @@ def main():
     finally:
         for name in names:
             if dirs[name].exists():
-                subprocess.run(STACKCTL + ["down", "--dir", str(dirs[name])], capture_output=True, check=False)
+                subprocess.run(_stack.STACKCTL + ["down", "--dir", str(dirs[name])], capture_output=True, check=False)
         shutil.rmtree(work, ignore_errors=True)
 
     print("\nmedian over %d rounds; load at the end %s" % (opts.rounds, load()))

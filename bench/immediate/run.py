@@ -31,14 +31,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+# Run as a script, Python puts this file's folder on sys.path, not bench/ where _stack (the stack
+# set-up the benchmarks share) is.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _stack  # noqa: E402 - needs the sys.path entry above
+
 HERE = Path(__file__).resolve().parent
-STACKCTL = [sys.executable, str(REPO / "stack" / "stackctl")]
-VENV_BIN = Path(sys.executable).parent
-
-
-def ctl(*args):
-    return subprocess.run(STACKCTL + list(args), check=True, capture_output=True, text=True).stdout
 
 
 def answers_v1(url):
@@ -107,46 +105,29 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="td-bench-immediate-"))
     stack_dir = work / "stack"
     name = "tdbenchimm"
-    ctl("init", "--dir", str(stack_dir), "--project", name)
-    env_file = dict(line.split("=", 1) for line in (stack_dir / ".env").read_text().splitlines()
-                    if "=" in line and not line.startswith("#"))
-    backend = "http://127.0.0.1:%s/health/ready" % env_file["TD_BACKEND_PORT"]
-    frontend = "http://127.0.0.1:%s/" % env_file["TD_FRONTEND_PORT"]
-    extra = {
-        "stack_project_dir": str(stack_dir), "stack_compose_project": name,
-        "stack_services": [{"name": "backend", "image": name + "_backend", "health_url": backend},
-                           {"name": "frontend", "image": name + "_frontend", "health_url": frontend}],
-        "stack_api_url": "http://127.0.0.1:%s" % env_file["TD_BACKEND_PORT"],
-    }
+    env_file = _stack.init_stack(stack_dir, name)
+    backend, frontend = _stack.health_urls(env_file)
+    extra = _stack.stack_vars(stack_dir, name, env_file)
     if opts.no_perf_validation:
         extra["validate_perf_enabled"] = False
     (work / "vars.json").write_text(json.dumps(extra))
-    secrets = work / "secrets.json"
-    secrets.write_text(json.dumps({"stack_api_key": env_file["TD_API_KEY"],
-                                   "stack_admin_password": env_file["TD_ADMIN_PASSWORD"]}))
-    secrets.chmod(0o600)
-    collections = REPO / ".cache" / "collections"
-    (collections / "ansible_collections" / "taylordash").mkdir(parents=True, exist_ok=True)
-    link = collections / "ansible_collections" / "taylordash" / "rollback"
-    if not link.exists():
-        link.symlink_to(REPO)
-    ansible_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections),
-                       PATH="%s:%s" % (VENV_BIN, os.environ["PATH"]))
+    secrets = _stack.write_secrets(work / "secrets.json", env_file)
+    ansible_env = _stack.collections_env()
     seed_env = dict(os.environ, SEED_SLEEP=str(opts.seed_sleep))
     methods = {
         "a_floor": ([str(HERE / "floor.sh"), str(stack_dir), name, backend, frontend], None, None),
         "b_seed": ([str(HERE / "seed.sh"), str(stack_dir), name, backend], None, seed_env),
-        "c_ansible": ([str(VENV_BIN / "ansible-playbook"), "rollback-immediate.yml", "-e", "@%s" % (work / "vars.json"),
-                       "-e", "@%s" % secrets], str(REPO / "examples" / "project"), ansible_env),
+        "c_ansible": (_stack.playbook_argv("rollback-immediate.yml", work / "vars.json", secrets),
+                      str(_stack.EXAMPLES_PROJECT), ansible_env),
     }
     if opts.skip_runbook:
         del methods["b_seed"]
     results = {m: {"answer": [], "exit": [], "cpu": []} for m in methods}
     try:
-        ctl("up", "--dir", str(stack_dir), "--version", "v1")
+        _stack.ctl("up", "--dir", str(stack_dir), "--version", "v1")
         for round_no in range(opts.rounds):
             for method, (argv, cwd, env) in methods.items():
-                ctl("deploy", "--dir", str(stack_dir), "v2", "--fault", "unhealthy", "--no-backup")
+                _stack.ctl("deploy", "--dir", str(stack_dir), "v2", "--fault", "unhealthy", "--no-backup")
                 # The bad build is up and answering (503, naming v2) before the rollback starts.
                 deadline = time.monotonic() + 30
                 while not answers_bad(backend) and time.monotonic() < deadline:
@@ -159,7 +140,7 @@ def main():
                     round_no + 1, method, "%.2f" % answer if answer is not None else "never", exited, cpu),
                     flush=True)
     finally:
-        ctl("down", "--dir", str(stack_dir))
+        _stack.ctl("down", "--dir", str(stack_dir))
         # The stack directory holds the secrets file and the stack's .env: remove it with the stack.
         shutil.rmtree(work, ignore_errors=True)
 

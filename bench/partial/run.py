@@ -15,8 +15,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+# Run as a script, Python puts this file's folder on sys.path, not bench/ where _stack (the stack
+# set-up the benchmarks share) is, nor bench/complete/ whose playbook run and step figures this
+# bench reuses.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "complete"))
-from run import ctl, newest_report_steps, print_medians, project, run_playbook  # noqa: E402
+import _stack  # noqa: E402 - needs the sys.path entries above
+from run import newest_report_steps, print_medians, project, run_playbook  # noqa: E402
 
 
 def break_backend(stack_dir):
@@ -35,12 +40,12 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="td-bench-partial-"))
     stack_dir = work / "stack"
     name = "tdbenchprt"
-    ctl("init", "--dir", str(stack_dir), "--project", name)
+    _stack.init_stack(stack_dir, name)
     env, secrets = project(work, stack_dir, name)
     totals, steps = [], []
     extra = ["-e", json.dumps({"partial_plugins_disable": ["problematic-plugin"]})]
     try:
-        ctl("up", "--dir", str(stack_dir), "--version", "v1")
+        _stack.ctl("up", "--dir", str(stack_dir), "--version", "v1")
         for round_no in range(opts.rounds):
             break_backend(stack_dir)
             elapsed = run_playbook("rollback-partial.yml", work, secrets, env, *extra)
@@ -51,7 +56,7 @@ def main():
         elapsed = run_playbook("rollback-partial.yml", work, secrets, env, *extra)
         print("nothing to roll back: %.2f s" % elapsed)
     finally:
-        ctl("down", "--dir", str(stack_dir))
+        _stack.ctl("down", "--dir", str(stack_dir))
         shutil.rmtree(work, ignore_errors=True)
     print_medians("rollback-partial.yml (plugins and auth)", totals, steps)
 

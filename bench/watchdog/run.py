@@ -54,17 +54,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-STACKCTL = [sys.executable, str(REPO / "stack" / "stackctl")]
-VENV_BIN = Path(sys.executable).parent
+# Run as a script, Python puts this file's folder on sys.path, not bench/ where _stack (the stack
+# set-up the benchmarks share) is.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _stack  # noqa: E402 - needs the sys.path entry above
 
-_spec = importlib.util.spec_from_file_location("_trigger", REPO / "plugins" / "module_utils" / "_trigger.py")
+_spec = importlib.util.spec_from_file_location("_trigger", _stack.REPO / "plugins" / "module_utils" / "_trigger.py")
 trigger = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(trigger)
-
-
-def ctl(*args):
-    return subprocess.run(STACKCTL + list(args), check=True, capture_output=True, text=True).stdout
 
 
 def status_of(url):
@@ -95,15 +92,10 @@ class Bench:
         self.work = Path(tempfile.mkdtemp(prefix="td-bench-watchdog-"))
         self.dir = self.work / "stack"
         self.name = "tdbenchwdg"
-        ctl("init", "--dir", str(self.dir), "--project", self.name)
-        env = dict(line.split("=", 1) for line in (self.dir / ".env").read_text().splitlines()
-                   if "=" in line and not line.startswith("#"))
+        env = _stack.init_stack(self.dir, self.name)
         self.env = env
-        self.backend = "http://127.0.0.1:%s" % env["TD_BACKEND_PORT"]
-        self.health = self.backend + "/health/ready"
-        frontend = "http://127.0.0.1:%s/" % env["TD_FRONTEND_PORT"]
-        services = [{"name": "backend", "image": self.name + "_backend", "health_url": self.health},
-                    {"name": "frontend", "image": self.name + "_frontend", "health_url": frontend}]
+        self.backend = _stack.backend_url(env)
+        self.health, frontend = _stack.health_urls(env)
         self.targets = [
             {"name": "backend_health", "url": self.health, "kind": "health"},
             {"name": "frontend_health", "url": frontend, "kind": "health"},
@@ -113,29 +105,19 @@ class Bench:
             {"name": "api_projects", "url": self.backend + "/api/v1/projects", "headers": {"X-API-Key": env["TD_API_KEY"]}},
             {"name": "frontend", "url": frontend},
         ]
-        extra = {"stack_project_dir": str(self.dir), "stack_compose_project": self.name, "stack_services": services,
-                 "stack_api_url": self.backend, "report_dir": str(self.work / "reports"),
-                 # the validation's own latency targets are not what this bench measures
-                 "validate_perf_samples": 3, "validate_perf_warmup": 0, "validate_perf_api_target": 10,
-                 "validate_perf_auth_target": 10, "validate_perf_frontend_target": 10}
+        extra = dict(_stack.stack_vars(self.dir, self.name, env), report_dir=str(self.work / "reports"),
+                     # the validation's own latency targets are not what this bench measures
+                     validate_perf_samples=3, validate_perf_warmup=0, validate_perf_api_target=10,
+                     validate_perf_auth_target=10, validate_perf_frontend_target=10)
         (self.work / "vars.json").write_text(json.dumps(extra))
-        self.secrets = self.work / "secrets.json"
-        self.secrets.write_text(json.dumps({"stack_api_key": env["TD_API_KEY"], "stack_admin_password": env["TD_ADMIN_PASSWORD"]}))
-        self.secrets.chmod(0o600)
-        collections = REPO / ".cache" / "collections"
-        (collections / "ansible_collections" / "taylordash").mkdir(parents=True, exist_ok=True)
-        link = collections / "ansible_collections" / "taylordash" / "rollback"
-        if not link.exists():
-            link.symlink_to(REPO)
-        self.ansible_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections),
-                                PATH="%s:%s" % (VENV_BIN, os.environ["PATH"]))
+        self.secrets = _stack.write_secrets(self.work / "secrets.json", env)
+        self.ansible_env = _stack.collections_env()
 
     def playbook(self, *extra):
-        return [str(VENV_BIN / "ansible-playbook"), "watchdog.yml", "-e", "@%s" % (self.work / "vars.json"),
-                "-e", "@%s" % self.secrets] + list(extra)
+        return _stack.playbook_argv("watchdog.yml", self.work / "vars.json", self.secrets) + list(extra)
 
     def good(self):
-        ctl("deploy", "--dir", str(self.dir), "v1", "--no-backup", "--wait", "120")
+        _stack.ctl("deploy", "--dir", str(self.dir), "v1", "--no-backup", "--wait", "120")
         (self.dir / ".watchdog_state.json").unlink(missing_ok=True)
         (self.dir / ".rollback.lock").unlink(missing_ok=True)
 
@@ -175,7 +157,7 @@ class Bench:
 
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
-        proc = subprocess.run(argv, cwd=str(REPO / "examples" / "project"), env=self.ansible_env,
+        proc = subprocess.run(argv, cwd=str(_stack.EXAMPLES_PROJECT), env=self.ansible_env,
                               capture_output=True, text=True, timeout=limit, check=False)
         exited = time.monotonic() - t0
         poller.join(timeout=30)
@@ -190,7 +172,7 @@ class Bench:
     def fault_round(self, fault):
         self.good()
         extra = ["--error-rate", "0.3"] if fault == "errors" else []
-        ctl("deploy", "--dir", str(self.dir), "v2", "--fault", fault, "--no-backup", *extra)
+        _stack.ctl("deploy", "--dir", str(self.dir), "v2", "--fault", fault, "--no-backup", *extra)
         deployed = time.monotonic()
         if fault == "crash":
             t0 = deployed
@@ -248,7 +230,7 @@ class Bench:
         out = {}
         for label, factor in (("2x", 1.0), ("1.2x", 0.2)):
             delay = round(api_p95 * factor / 1000.0, 3)
-            ctl("deploy", "--dir", str(self.dir), "v2", "--fault", "slow", "--delay", str(delay), "--no-backup")
+            _stack.ctl("deploy", "--dir", str(self.dir), "v2", "--fault", "slow", "--delay", str(delay), "--no-backup")
             wait_for(lambda: status_of(self.backend + "/health/live")[0] is not None, limit=120)
             self.warm()
             fig = trigger.sample(self.targets, self.opts.slow_window, stop_early=False)
@@ -262,7 +244,7 @@ class Bench:
         return out
 
     def close(self):
-        ctl("down", "--dir", str(self.dir))
+        _stack.ctl("down", "--dir", str(self.dir))
         shutil.rmtree(self.work, ignore_errors=True)
 
 
@@ -283,7 +265,7 @@ def main():
     bench = Bench(opts)
     results = {"faults": [], "fp": None, "slow": None, "load": os.getloadavg()}
     try:
-        ctl("up", "--dir", str(bench.dir), "--version", "v1")
+        _stack.ctl("up", "--dir", str(bench.dir), "--version", "v1")
         if "faults" not in skip:
             for round_no in range(opts.rounds):
                 for fault in opts.faults.split(","):
