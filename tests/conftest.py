@@ -43,6 +43,19 @@ def pytest_configure(config):
         raise pytest.UsageError(f"pytest-ansible did not set up {COLLECTIONS_ROOT}; is galaxy.yml in {REPO}?")
 
 
+# What examples/project/ansible.cfg enables to make every run cheaper, for every ansible-playbook a
+# test starts: the module payloads (plugins/callback/payload_cache.py, 0.15-0.25 s less per module
+# and run) and the compiled templates (plugins/callback/warm_workers.py, about a quarter less CPU per
+# run) built by one test's run are reused by the next. A test that sets its own
+# ANSIBLE_CALLBACKS_ENABLED adds SPEED_CALLBACKS to it, or builds them as usual.
+SPEED_CALLBACKS = "taylordash.rollback.payload_cache,taylordash.rollback.warm_workers"
+WARM_START = {
+    "ANSIBLE_CALLBACKS_ENABLED": SPEED_CALLBACKS,
+    "TAYLORDASH_PAYLOAD_CACHE": str(REPO / ".cache" / "payload_cache"),
+    "TAYLORDASH_TEMPLATE_CACHE": str(REPO / ".cache" / "template_cache"),
+}
+
+
 def ansible_env(extra: dict | None = None) -> dict:
     """Environment for ansible-* commands run by tests: our collection first, then the
     community collections of the virtualenv; the virtualenv's python for localhost."""
@@ -57,11 +70,7 @@ def ansible_env(extra: dict | None = None) -> dict:
             "ANSIBLE_FORCE_COLOR": "0",
             "ANSIBLE_LOCALHOST_WARNING": "False",
             "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
-            # The module payloads built by one test's run are reused by the next (plugins/callback/
-            # payload_cache.py): 0.15-0.25 s less per module and run. A test that sets its own
-            # ANSIBLE_CALLBACKS_ENABLED builds them as usual.
-            "ANSIBLE_CALLBACKS_ENABLED": "taylordash.rollback.payload_cache",
-            "TAYLORDASH_PAYLOAD_CACHE": str(REPO / ".cache" / "payload_cache"),
+            **WARM_START,
             "PATH": f"{VENV_BIN}:{env.get('PATH', '')}",
         }
     )
@@ -121,7 +130,7 @@ def run_playbook(playbook: str | Path, extra_vars: dict | None = None, check: bo
     # TD_PLAYBOOK_LOG_DIR=<dir>: where the suite's time goes. Every run also prints its per-task
     # timings (profile_tasks) and leaves its output in <dir>/<seconds>s-<playbook>-<random>.txt.
     log_dir = os.environ.get("TD_PLAYBOOK_LOG_DIR")
-    if log_dir and run_env.get("ANSIBLE_CALLBACKS_ENABLED") == "taylordash.rollback.payload_cache":
+    if log_dir and run_env.get("ANSIBLE_CALLBACKS_ENABLED") == SPEED_CALLBACKS:
         run_env["ANSIBLE_CALLBACKS_ENABLED"] += ",ansible.posix.profile_tasks"  # not where a test chose its own
     started = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,

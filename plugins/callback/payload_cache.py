@@ -66,16 +66,15 @@ import os
 import pickle
 import re
 import struct
-import shutil
-import stat
 import sys
-import tempfile
 import zipfile
 
 import ansible
 from ansible import constants as C
 from ansible.plugins.callback import CallbackBase
 from ansible.release import __version__ as ansible_version
+from ansible_collections.taylordash.rollback.plugins.plugin_utils.private_store import (
+    copy_file, make_private_dirs, private_problem, prune)
 
 # ansible-core 2.19 names a cached payload <module fqn>-<compression>-<extensions>; "none" when no
 # debugger or coverage extension is part of it. Only this collection's modules and ansible-core's
@@ -84,7 +83,6 @@ PAYLOAD_NAME = re.compile(
     r'^(ansible_collections\.taylordash\.rollback\.plugins\.modules|ansible\.modules)\.[A-Za-z0-9_]+'
     r'-ZIP_[A-Z]+-none$')
 SUPPORTED_CORE = re.compile(r'^2\.19\.')
-KEEP_FINGERPRINTS = 5
 # Part of the fingerprint: kept payloads of an older layout (before the bytecode) are not reused.
 STORE_LAYOUT = 'bytecode-1'
 # PEP 552: bytecode checked against its source's hash (flags: hash-based, check source).
@@ -111,24 +109,6 @@ def fingerprint(collection_root=COLLECTION_ROOT, core_version=ansible_version):
                 with open(path, 'rb') as source:
                     digest.update(hashlib.sha256(source.read()).digest())
     return digest.hexdigest()[:24]
-
-
-def private_problem(path, want_dir):
-    """Why ``path`` may not be trusted (pickle data is code), or None: it must be a real directory
-    or file (no symlink) owned by this user and not writable by group or others."""
-    try:
-        info = os.lstat(path)
-    except OSError as exc:
-        return 'cannot read it: %s' % exc.strerror
-    if want_dir and not stat.S_ISDIR(info.st_mode):
-        return 'not a directory'
-    if not want_dir and not stat.S_ISREG(info.st_mode):
-        return 'not a regular file'
-    if info.st_uid != os.getuid():
-        return 'owned by uid %d, not by this user (%d)' % (info.st_uid, os.getuid())
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return 'writable by group or others (mode %04o)' % stat.S_IMODE(info.st_mode)
-    return None
 
 
 def hash_pyc(source, filename):
@@ -177,25 +157,6 @@ def payload_with_bytecode(path):
                         protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def copy_file(source, target_dir, name, mode=0o600, data=None):
-    """Copy ``source`` (or write ``data``) to ``target_dir/name`` atomically (a temporary file,
-    then a rename)."""
-    handle, temporary = tempfile.mkstemp(prefix='.' + name + '.', dir=target_dir)
-    try:
-        with os.fdopen(handle, 'wb') as out:
-            if data is None:
-                with open(source, 'rb') as original:
-                    shutil.copyfileobj(original, out)
-            else:
-                out.write(data)
-        os.chmod(temporary, mode)
-        os.replace(temporary, os.path.join(target_dir, name))
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
 def restore(store, run_cache):
     """Put the kept payloads of ``store`` into the run's cache; the number put back."""
     if private_problem(store, True):
@@ -219,31 +180,13 @@ def save(run_cache, base, store):
              if PAYLOAD_NAME.match(name) and not os.path.exists(os.path.join(store, name))]
     if not names:
         return 0
-    for folder in (base, store):
-        if not os.path.isdir(folder):
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            os.chmod(folder, 0o700)
-        problem = private_problem(folder, True)
-        if problem:
-            raise OSError('%s: %s' % (folder, problem))
+    make_private_dirs(base, store)
     for name in names:
         path = os.path.join(run_cache, name)
         # Kept as ansible-core wrote it when the bytecode cannot be added.
         copy_file(path, store, name, data=payload_with_bytecode(path))
     prune(base, keep=os.path.basename(store))
     return len(names)
-
-
-def prune(base, keep, limit=KEEP_FINGERPRINTS):
-    """Remove the oldest fingerprints beyond ``limit`` (never ``keep``)."""
-    folders = []
-    for name in os.listdir(base):
-        path = os.path.join(base, name)
-        if re.match(r'^[0-9a-f]{24}$', name) and os.path.isdir(path) and not os.path.islink(path):
-            folders.append((os.stat(path).st_mtime, name))
-    for dummy, name in sorted(folders, reverse=True)[limit:]:
-        if name != keep:
-            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
 
 
 class CallbackModule(CallbackBase):

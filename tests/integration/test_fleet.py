@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import REPO, run_playbook
+from conftest import REPO, SPEED_CALLBACKS, run_playbook
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,7 @@ def rollback(inventory, work, **extra):
         summary.unlink()
     proc = run_playbook(PLAYBOOK, inventory=inventory,
                         extra_vars=dict(QUICK_VALIDATE, **extra),
-                        env={"ANSIBLE_CALLBACKS_ENABLED": "taylordash.rollback.fleet_summary",
+                        env={"ANSIBLE_CALLBACKS_ENABLED": "taylordash.rollback.fleet_summary," + SPEED_CALLBACKS,
                              "TAYLORDASH_FLEET_SUMMARY": str(summary),
                              "ANSIBLE_SHOW_CUSTOM_STATS": "True"})
     assert summary.exists(), proc.stdout[-4000:]

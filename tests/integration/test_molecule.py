@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from pytest_ansible.molecule import MoleculeScenario
 
-from conftest import COLLECTIONS_ROOT, REPO, VENV_BIN
+from conftest import COLLECTIONS_ROOT, REPO, VENV_BIN, WARM_START
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,6 +29,9 @@ def test_integration(molecule_scenario: MoleculeScenario, monkeypatch) -> None:
     monkeypatch.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("ANSIBLE_COLLECTIONS_PATH", str(COLLECTIONS_ROOT))
     monkeypatch.setenv("ANSIBLE_PYTHON_INTERPRETER", str(VENV_BIN / "python"))
+    # The module payloads and compiled templates of earlier runs reused, as in every other test.
+    for name, value in WARM_START.items():
+        monkeypatch.setenv(name, value)
     # pytest-ansible starts molecule in the directory holding molecule/ (extensions/). Molecule 26
     # reads a collection's scenarios, their shared extensions/molecule/config.yml (inventory) and
     # MOLECULE_PROJECT_DIRECTORY (the drills find stack/stackctl by it) only when started beside
