@@ -90,6 +90,14 @@ def write_secrets(path, env):
     return path
 
 
+def write_play_files(work, variables, env):
+    """The play's variables (vars.json) and the stack's secrets (secrets.json, owner only) in
+    ``work``, for ``playbook_argv``; (vars path, secrets path)."""
+    variables_path = Path(work) / "vars.json"
+    variables_path.write_text(json.dumps(variables))
+    return variables_path, write_secrets(Path(work) / "secrets.json", env)
+
+
 def link_collection(collections=COLLECTIONS):
     """Make ``collections``/ansible_collections/taylordash/rollback a link to this work tree (once);
     returns ``collections``, the directory for ANSIBLE_COLLECTIONS_PATH (or PYTHONPATH)."""

@@ -68,9 +68,8 @@ def main():
     stack_dir = work / "stack"
     name = "tdbenchbyc"
     env_file = _stack.init_stack(stack_dir, name)
-    (work / "vars.json").write_text(json.dumps(dict(_stack.stack_vars(stack_dir, name, env_file),
-                                                    validate_perf_enabled=False)))
-    secrets = _stack.write_secrets(work / "secrets.json", env_file)
+    variables, secrets = _stack.write_play_files(
+        work, dict(_stack.stack_vars(stack_dir, name, env_file), validate_perf_enabled=False), env_file)
     # A collections tree of its own, in the work directory (removed with it); not
     # _stack.collections_env(): the PATH of each run is its combination's virtualenv.
     collections = _stack.link_collection(work / "collections")
@@ -98,7 +97,7 @@ def main():
         _stack.ctl("deploy", "--dir", str(stack_dir), "v2", "--fault", "unhealthy", "--no-backup")
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.run([str(venv / "bin" / "python"), str(venv / "bin" / "ansible-playbook"), "rollback-immediate.yml",
-                               "-e", "@%s" % (work / "vars.json"), "-e", "@%s" % secrets],
+                               "-e", "@%s" % variables, "-e", "@%s" % secrets],
                               cwd=str(_stack.EXAMPLES_PROJECT), env=env, capture_output=True, text=True, timeout=300)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode != 0:

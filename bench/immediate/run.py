@@ -110,14 +110,13 @@ def main():
     extra = _stack.stack_vars(stack_dir, name, env_file)
     if opts.no_perf_validation:
         extra["validate_perf_enabled"] = False
-    (work / "vars.json").write_text(json.dumps(extra))
-    secrets = _stack.write_secrets(work / "secrets.json", env_file)
+    variables, secrets = _stack.write_play_files(work, extra, env_file)
     ansible_env = _stack.collections_env()
     seed_env = dict(os.environ, SEED_SLEEP=str(opts.seed_sleep))
     methods = {
         "a_floor": ([str(HERE / "floor.sh"), str(stack_dir), name, backend, frontend], None, None),
         "b_seed": ([str(HERE / "seed.sh"), str(stack_dir), name, backend], None, seed_env),
-        "c_ansible": (_stack.playbook_argv("rollback-immediate.yml", work / "vars.json", secrets),
+        "c_ansible": (_stack.playbook_argv("rollback-immediate.yml", variables, secrets),
                       str(_stack.EXAMPLES_PROJECT), ansible_env),
     }
     if opts.skip_runbook:
