@@ -17,7 +17,7 @@ description:
     compiles each Jinja template and conditional the task uses (its arguments, its C(when), the
     role variables they refer to) to Python code, loads the filter plugins they call, and forgets
     both when it exits. The next task, and the next run, do it all again. In a rollback that is
-    about 800 compilations and 300 filter look-ups, over a third of the CPU of the whole run.
+    about 800 compilations and 300 filter look-ups, a quarter of the CPU of the whole run.
   - This callback does three things, all in ansible-playbook's own process, before the workers
     are forked from it.
   - It keeps the code of each compiled template in O(path). A worker that meets the same template
