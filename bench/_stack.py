@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,6 +97,18 @@ def write_play_files(work, variables, env):
     variables_path = Path(work) / "vars.json"
     variables_path.write_text(json.dumps(variables))
     return variables_path, write_secrets(Path(work) / "secrets.json", env)
+
+
+def bench_stack(prefix, name, **variables):
+    """A new work directory (``prefix`` for its name) holding a stack directory for compose project
+    ``name`` (stackctl init, not started) and the play's files: the stack's variables plus
+    ``variables``, and its secrets. (work, stack_dir, the stack's .env, vars path, secrets path);
+    the caller removes ``work`` when done."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    stack_dir = work / "stack"
+    env = init_stack(stack_dir, name)
+    variables_path, secrets_path = write_play_files(work, dict(stack_vars(stack_dir, name, env), **variables), env)
+    return work, stack_dir, env, variables_path, secrets_path
 
 
 def link_collection(collections=COLLECTIONS):

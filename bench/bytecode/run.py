@@ -31,7 +31,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -64,12 +63,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=4)
     opts = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="td-bench-bytecode-"))
-    stack_dir = work / "stack"
-    name = "tdbenchbyc"
-    env_file = _stack.init_stack(stack_dir, name)
-    variables, secrets = _stack.write_play_files(
-        work, dict(_stack.stack_vars(stack_dir, name, env_file), validate_perf_enabled=False), env_file)
+    work, stack_dir, dummy, variables, secrets = _stack.bench_stack(
+        "td-bench-bytecode-", "tdbenchbyc", validate_perf_enabled=False)
     # A collections tree of its own, in the work directory (removed with it); not
     # _stack.collections_env(): the PATH of each run is its combination's virtualenv.
     collections = _stack.link_collection(work / "collections")

@@ -24,7 +24,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -102,15 +101,10 @@ def main():
                                       "ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks: where the time goes)")
     opts = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="td-bench-immediate-"))
-    stack_dir = work / "stack"
     name = "tdbenchimm"
-    env_file = _stack.init_stack(stack_dir, name)
+    work, stack_dir, env_file, variables, secrets = _stack.bench_stack(
+        "td-bench-immediate-", name, **({"validate_perf_enabled": False} if opts.no_perf_validation else {}))
     backend, frontend = _stack.health_urls(env_file)
-    extra = _stack.stack_vars(stack_dir, name, env_file)
-    if opts.no_perf_validation:
-        extra["validate_perf_enabled"] = False
-    variables, secrets = _stack.write_play_files(work, extra, env_file)
     ansible_env = _stack.collections_env()
     seed_env = dict(os.environ, SEED_SLEEP=str(opts.seed_sleep))
     methods = {

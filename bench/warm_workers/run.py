@@ -28,7 +28,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -55,12 +54,8 @@ def main():
     callbacks = project_callbacks()
     if WARM_WORKERS not in callbacks:
         raise SystemExit("examples/project/ansible.cfg does not enable %s: nothing to compare" % WARM_WORKERS)
-    work = Path(tempfile.mkdtemp(prefix="td-bench-warm-"))
-    stack_dir = work / "stack"
-    name = "tdbenchwarm"
-    env_file = _stack.init_stack(stack_dir, name)
-    variables, secrets = _stack.write_play_files(
-        work, dict(_stack.stack_vars(stack_dir, name, env_file), validate_perf_enabled=False), env_file)
+    work, stack_dir, dummy, variables, secrets = _stack.bench_stack(
+        "td-bench-warm-", "tdbenchwarm", validate_perf_enabled=False)
     # Its own template directory, so that "warm" starts from what its warm-up run kept, not from
     # whatever earlier runs of other code left in the user's.
     templates = work / "templates"
