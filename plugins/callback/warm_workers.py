@@ -111,7 +111,8 @@ MAX_ENTRIES = 20000
 COLLECTION = 'taylordash.rollback'
 COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# The methods of AnsibleEnvironment before install() replaced them, to call and to put back.
+# The methods install() replaced (AnsibleEnvironment's compile and compile_expression, Jinja2Loader's
+# get_with_context), to call and to put back.
 _ORIGINAL = {}
 # The store the replaced methods use (None: compile as usual), and the tree of the expression being
 # compiled by compile_expression in this thread (its code is kept by the expression's key).
@@ -441,8 +442,9 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_task_start(self, task, is_conditional):
         # The workers of this task are forked next. Frozen, the objects of this process are left out
         # of the workers' garbage collections: a collection that walked them would write to (and so
-        # copy) most of the memory the worker shares with this process. gc.freeze() costs nothing,
-        # and objects made later are collected as usual.
+        # copy) most of the memory the worker shares with this process. gc.freeze() costs nothing;
+        # what it holds back from collection (this process's garbage of the run so far, at most a few
+        # MB) is collected after the unfreeze at the end of the run.
         if self._active:
             gc.freeze()
 
