@@ -4,7 +4,9 @@ tags and backup files, and each fault mode of the bad version, against the real 
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import ssl
 import subprocess
 import time
@@ -153,6 +155,46 @@ def test_database_and_migrations(good_stack):
     assert request(good_stack.url("backend", "/health/ready"))[1]["schema_revision"] == "0003"
 
 
+def test_database_password_is_the_stacks_own(good_stack):
+    """A stackctl stack's cluster is a copy of the one the image was built with: the password set in it
+    at the first start is this stack's, and no other is let in over TCP."""
+    env = good_stack.env
+
+    def login(password):
+        return good_stack.compose("exec", "-T", "-e", "PGPASSWORD=" + password, "postgres", "psql", "-X", "-h",
+                                  "127.0.0.1", "-U", env["TD_DB_USER"], "-d", env["TD_DB_NAME"], "-Atc",
+                                  "SELECT current_user", check=False)
+
+    assert login(env["TD_DB_PASSWORD"]).stdout.strip() == env["TD_DB_USER"]
+    wrong = login("not-" + env["TD_DB_PASSWORD"])
+    assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
+
+
+def test_another_superuser_gets_initdb(tmp_path):
+    """A superuser other than the one of the image's ready-made cluster: initdb on the first start, with
+    the password given, as before the ready-made cluster existed."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    name = "tdtest-pg-initdb-%d" % os.getpid()
+    password = "pw-" + os.urandom(6).hex()
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", "host", "-e", "TD_DB_USER=ops",
+                    "-e", "TD_DB_NAME=opsdb", "-e", "TD_DB_PASSWORD=" + password, "-e", "TD_DB_PORT=%d" % port,
+                    "tdref_postgres:latest"], check=True, capture_output=True, timeout=60)
+    try:
+        def sql(*args, pw=password):
+            return subprocess.run(["docker", "exec", "-e", "PGPASSWORD=" + pw, name, "psql", "-X", "-h", "127.0.0.1",
+                                   "-p", str(port), "-U", "ops", "-d", "opsdb", "-Atc", *args],
+                                  capture_output=True, text=True, timeout=30, check=False)
+        wait_for(lambda: sql("SELECT 1").returncode == 0, deadline=60, interval=0.2)
+        assert sql("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").stdout.strip() == "ops|t"
+        assert "password authentication failed" in sql("SELECT 1", pw="wrong").stderr
+        # Made by initdb for "ops": the ready-made cluster's superuser is not in it.
+        assert sql("SELECT count(*) FROM pg_roles WHERE rolname = 'taylordash'").stdout.strip() == "0"
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60, check=False)
+
+
 def test_validate_p1_all_pass(good_stack):
     rc, checks, (passed, total, rate), out = validate(good_stack)
     assert rc == 0, out
@@ -177,6 +219,9 @@ def test_backend_stops_fast_on_sigterm(good_stack):
     assert time.monotonic() - started < 5
     good_stack.compose("start", "backend")
     wait_for(lambda: request(good_stack.url("backend", "/health/ready"))[0] == 200 if _answers(good_stack) else False)
+    # The database is at this build's head: the start did not run alembic again.
+    logs = good_stack.compose("logs", "--no-log-prefix", "backend").stdout
+    assert "backend: database already at this build's head (0003)" in logs, logs[-2000:]
 
 
 def _answers(stack):
