@@ -170,7 +170,7 @@ def test_database_password_is_the_stacks_own(good_stack):
     assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
 
 
-def test_another_superuser_gets_initdb(tmp_path):
+def test_another_superuser_gets_initdb():
     """A superuser other than the one of the image's ready-made cluster: initdb on the first start, with
     the password given, as before the ready-made cluster existed."""
     with socket.socket() as probe:

@@ -26,14 +26,11 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
         pwfile=$(mktemp)
         printf '%s\n' "$TD_DB_PASSWORD" >"$pwfile"
         chown postgres "$pwfile"
-        # --no-sync, and fsync=off for the set-up server only: a new cluster holds no data yet, and
-        # fsyncing its thousand files took up to 15 s on a busy disk. (A host crash in these seconds
-        # can leave a volume to remove; the server started below runs with fsync on.)
-        as_postgres initdb -D "$PGDATA" --username="$TD_DB_USER" --pwfile="$pwfile" \
-            --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C --no-sync >/dev/null
+        make-cluster "$PGDATA" "$TD_DB_USER" "$pwfile"
         rm -f "$pwfile"
         set_password=0
     fi
+    # fsync=off for this set-up server only, as make-cluster's --no-sync: nothing to protect yet.
     as_postgres pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -c port=$TD_DB_PORT -c fsync=off" -w start >/dev/null
     if [ "$set_password" = 1 ]; then
         # On standard input, not in a command line that ps would show; quotes doubled for SQL.
