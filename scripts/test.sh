@@ -45,6 +45,7 @@ pool_stages=(integration faults molecule)
 pool_ran=""
 pool_seconds=0
 declare -A pool_result
+pool_failures=()
 
 pool_paths() {
     # $@: the pooled stages asked for -> pytest paths
@@ -85,7 +86,7 @@ run_pool() {
     pool_seconds=$((SECONDS - start))
     local line stage
     while IFS=$'\t' read -r stage line; do
-        pool_result[$stage]=$line
+        if [ "$stage" = "-" ]; then pool_failures+=("$line"); else pool_result[$stage]=$line; fi
     done < <(python - "$xml" "$xml_latency" "$rc" "$@" <<'PY'
 # Per stage: the tests of its files in the sessions' JUnit XML (passed, failed, time in its tests).
 import sys
@@ -105,7 +106,7 @@ def stage_of(classname):
 
 
 counts = {stage: {"passed": 0, "failed": 0, "skipped": 0, "seconds": 0.0} for stage in stages}
-cases = []
+cases, failures = [], []
 for path in paths:
     try:
         cases.extend(ET.parse(path).getroot().iter("testcase"))
@@ -117,8 +118,14 @@ for case in cases:
         continue
     tally = counts[stage]
     tally["seconds"] += float(case.get("time") or 0)
-    if case.find("failure") is not None or case.find("error") is not None:
+    problem = case.find("failure")
+    if problem is None:
+        problem = case.find("error")
+    if problem is not None:
         tally["failed"] += 1
+        # Named in the results, with the first line of why: the CI log's tail must say which test.
+        why = (problem.get("message") or "").strip().splitlines()
+        failures.append("%s::%s - %s" % (case.get("classname", ""), case.get("name", ""), why[0][:160] if why else "?"))
     elif case.find("skipped") is not None:
         tally["skipped"] += 1
     else:
@@ -134,6 +141,8 @@ for stage, tally in counts.items():
     if not ran:
         detail = "no test ran (pytest exit status %d)" % rc
     print("%s\t%s\t%s" % (stage, "passed" if ok else "FAILED", detail))
+for failure in failures[:20]:
+    print("-\t" + failure.replace("\t", " "))
 PY
     )
     [ "$rc" -eq 0 ]
@@ -327,5 +336,8 @@ fi
 if [[ $checks_ran == *" "* ]]; then
     echo "+ ${checks_ran// /, } ran two at a time: each its own time"
 fi
+for failure in "${pool_failures[@]}"; do
+    echo "failed: $failure"
+done
 echo "stages: $(( ${#stages[@]} - failed )) passed, $failed failed"
 [ "$failed" -eq 0 ]

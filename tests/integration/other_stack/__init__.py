@@ -56,10 +56,16 @@ def build_images() -> dict:
     return refs
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list:
+    """Different free ports: all bound before any is released, or the kernel may give one twice."""
+    sockets = [socket.socket() for dummy in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 class OtherStack:
@@ -69,7 +75,7 @@ class OtherStack:
         self.name = f"tdo{secrets.token_hex(3)}"
         self.dir = Path(directory)
         self.images = images
-        self.ports = {"api": free_port(), "web": free_port()}
+        self.ports = dict(zip(("api", "web"), free_ports(2)))
         self.repos = {service: f"{self.name}_{service}" for service in SERVICES}
         self.dir.mkdir(parents=True, exist_ok=True)
         lines = ["services:"]
