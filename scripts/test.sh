@@ -9,8 +9,7 @@
 # molecule asked for together run as one pytest session (run_pool): the table gives each its own
 # result and the session's time once. TD_TEST_WORKERS sets the session's xdist workers (default 2).
 # lint, sanity, docs and build asked for together run two at a time (run_checks), each into a log
-# printed whole at its turn; asked for with the pooled session, they run beside it at the lowest
-# priority (start_checks_beside_pool).
+# printed whole when it ends: each is one process busy on one core.
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -76,11 +75,9 @@ run_pool() {
     mkdir -p "$root/.cache"
     rm -f "$xml" "$xml_latency"
     echo "(one pytest session for: $*; ${TD_TEST_WORKERS:-2} workers; then the latency tests alone)"
-    start_checks_beside_pool
     pytest "${paths[@]}" -q -p no:randomly -n "${TD_TEST_WORKERS:-2}" --dist loadfile --durations=15 \
         -m "not latency" --junitxml="$xml" -o junit_family=xunit2
     rc=$?
-    wait_checks
     pytest "${paths[@]}" -q -p no:randomly -m latency --junitxml="$xml_latency" -o junit_family=xunit2
     rc_latency=$?
     # 5: no test was selected (a stage without latency tests)
@@ -240,33 +237,23 @@ stage_build() {
 
 # lint, sanity, docs and build: static checks of the tree, no engine. Asked for together they run in two
 # lanes, the longest first (sanity; lint; then build and docs in whichever lane frees first). Each
-# writes to .cache/stage-<name>.log, printed whole under its heading at its turn in the table's order,
-# so the CI log reads stage by stage. They read the tree and write only their own places (lint clears
-# the Molecule copy in ~/.ansible/collections, sanity copies the tree to $TMPDIR, build writes
-# .cache/build), so they can run beside the tests.
-# Asked for with the pooled session (`make test`), they run beside it at the lowest CPU and I/O
-# priority (nice 19, idle I/O class): they take only what the pool leaves idle - about a tenth of both
-# cores while tests wait on containers - instead of about 100 s of their own after it. The latency
-# tests start only when they are done: those measure response times and need the machine to themselves.
+# writes to .cache/stage-<name>.log, printed whole under its heading when it ends, so the CI log reads
+# stage by stage. They read the tree and write only their own places (lint clears the Molecule copy
+# in ~/.ansible/collections, sanity copies the tree to $TMPDIR, build writes .cache/build).
 check_stages=(lint sanity docs build)
 checks_ran=""
-checks_pid=""
-checks_collected=""
 
-checks_asked() {
-    # The check stages asked for, longest first.
-    local s
+run_checks() {
+    # Started longest first (sanity, lint, then build and docs in whichever lane frees first); the
+    # table keeps the order the stages were asked in.
+    local asked=() s
     for s in sanity lint build docs; do
-        [[ " ${stages[*]} " == *" $s "* ]] && printf '%s ' "$s"
+        [[ " ${stages[*]} " == *" $s "* ]] && asked+=("$s")
     done
-}
-
-check_lanes() {
-    # $@: check stages, run two at a time; each writes .cache/stage-<s>.log and .cache/stage-<s>.status.
-    local asked=("$@") running=() next=0 s
-    declare -A pid_of
+    checks_ran="${asked[*]}"
     mkdir -p "$root/.cache"
-    for s in "${asked[@]}"; do rm -f "$root/.cache/stage-$s.status"; done
+    declare -A pid_of
+    local running=() next=0
     while [ "$next" -lt "${#asked[@]}" ] || [ "${#running[@]}" -gt 0 ]; do
         while [ "${#running[@]}" -lt 2 ] && [ "$next" -lt "${#asked[@]}" ]; do
             s=${asked[$next]}
@@ -282,55 +269,20 @@ check_lanes() {
         wait -n 2>/dev/null || true
         local still=()
         for s in "${running[@]}"; do
-            if kill -0 "${pid_of[$s]}" 2>/dev/null; then still+=("$s"); else wait "${pid_of[$s]}" 2>/dev/null || true; fi
+            if kill -0 "${pid_of[$s]}" 2>/dev/null; then
+                still+=("$s")
+            else
+                wait "${pid_of[$s]}" 2>/dev/null || true
+                echo "=== $s ==="
+                cat "$root/.cache/stage-$s.log"
+                local rc secs
+                read -r rc secs <"$root/.cache/stage-$s.status" || { rc=1; secs=0; }
+                if [ "$rc" -eq 0 ]; then status[$s]=passed; else status[$s]=FAILED; fi
+                seconds[$s]=$secs
+            fi
         done
         running=("${still[@]}")
     done
-}
-
-start_checks_beside_pool() {
-    # Called as the pooled session starts: the checks asked for run beside it, in the background.
-    [ -z "$checks_ran" ] || return 0
-    checks_ran=$(checks_asked)
-    checks_ran=${checks_ran% }
-    [ -n "$checks_ran" ] || return 0
-    echo "(${checks_ran// /, } beside the tests at the lowest CPU and I/O priority; their logs at their turn below)"
-    # shellcheck disable=SC2086 # the stage names are words
-    (
-        renice -n 19 -p "$BASHPID" >/dev/null
-        ionice -c 3 -p "$BASHPID" 2>/dev/null || true
-        check_lanes $checks_ran
-    ) &
-    checks_pid=$!
-}
-
-wait_checks() {
-    # Until the checks running in the background are done (before the latency tests).
-    if [ -n "$checks_pid" ]; then
-        wait "$checks_pid" 2>/dev/null || true
-        checks_pid=""
-    fi
-}
-
-run_checks() {
-    # The checks asked for: started now unless they already run beside the pool; then each log under
-    # its heading, and its result for the table.
-    if [ -z "$checks_ran" ]; then
-        checks_ran=$(checks_asked)
-        checks_ran=${checks_ran% }
-        # shellcheck disable=SC2086 # the stage names are words
-        check_lanes $checks_ran
-    fi
-    wait_checks
-    local s rc secs
-    for s in $checks_ran; do
-        echo "=== $s ==="
-        cat "$root/.cache/stage-$s.log" 2>/dev/null
-        read -r rc secs <"$root/.cache/stage-$s.status" 2>/dev/null || { rc=1; secs=0; }
-        if [ "$rc" -eq 0 ]; then status[$s]=passed; else status[$s]=FAILED; fi
-        seconds[$s]=$secs
-    done
-    checks_collected=1
 }
 
 all_stages=(unit integration faults molecule lint sanity docs build)
@@ -348,8 +300,8 @@ declare -A status seconds
 failed=0
 for stage in "${stages[@]}"; do
     if [[ " ${check_stages[*]} " == *" $stage "* ]]; then
-        # The first check stage asked for runs (or, beside the pool, collects) all of them, two at a time.
-        [ -n "$checks_collected" ] || run_checks
+        # The first check stage asked for runs all of them (run_checks), two at a time.
+        [ -n "$checks_ran" ] || run_checks
         [ "${status[$stage]}" = passed ] || failed=$((failed + 1))
         continue
     fi
@@ -382,11 +334,7 @@ if [[ $pool_ran == *" "* ]]; then
     echo "* one pytest session for ${pool_ran// /, } (${TD_TEST_WORKERS:-2} workers), then the latency tests alone: ${pool_seconds}s for all of them"
 fi
 if [[ $checks_ran == *" "* ]]; then
-    if [ -n "$pool_ran" ]; then
-        echo "+ ${checks_ran// /, } ran two at a time beside the pytest session, at the lowest priority: each its own time"
-    else
-        echo "+ ${checks_ran// /, } ran two at a time: each its own time"
-    fi
+    echo "+ ${checks_ran// /, } ran two at a time: each its own time"
 fi
 for failure in "${pool_failures[@]}"; do
     echo "failed: $failure"

@@ -15,6 +15,7 @@ the load, and a p95 over its target would fail the rollback.
 
     .venv/bin/python bench/fleet/run.py [--sizes 1,2,4,8] [--rounds 1]
     .venv/bin/python bench/fleet/run.py --mitogen DIR   # also with Mitogen's strategy (opt-in)
+    .venv/bin/python bench/fleet/run.py --floor 9       # also a play of 9 bare module tasks per host
 
 DIR is where the mitogen package is installed (pip install --target DIR mitogen; it is not a
 requirement of the collection): its strategy plugin runs as ANSIBLE_STRATEGY=mitogen_linear.
@@ -81,11 +82,37 @@ def children_cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def floor(work, hosts, module_tasks, rounds):
+    """The least CPU a rollback with ``module_tasks`` module runs per host can take here: a play of
+    that many bare module tasks (ansible.builtin.ping, the cheapest module) and nothing else, on
+    ``hosts`` local hosts at once, with the examples project's ansible.cfg (its callbacks too)."""
+    play = work / "floor.yml"
+    play.write_text("- name: Bare module runs\n  hosts: all\n  gather_facts: false\n  tasks:\n" + "".join(
+        "    - name: Module run %d\n      ansible.builtin.ping:\n" % (i + 1) for i in range(module_tasks)))
+    inventory = work / "floor-inventory.json"
+    inventory.write_text(json.dumps({"all": {"hosts": {"floor%d" % (i + 1): {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable, "ansible_pipelining": False}
+        for i in range(hosts)}}}))
+    argv = _stack.playbook_argv(str(play)) + ["-i", str(inventory), "--forks", str(hosts)]
+    runs = []
+    for _round in range(rounds):
+        machine0, ansible0, t0 = machine_cpu_seconds(), children_cpu_seconds(), time.monotonic()
+        subprocess.run(argv, cwd=_stack.EXAMPLES_PROJECT, env=_stack.collections_env(), capture_output=True, check=True)
+        runs.append((time.monotonic() - t0, machine_cpu_seconds() - machine0, children_cpu_seconds() - ansible0))
+    wall, machine, ansible = (statistics.median(r[i] for r in runs) for i in range(3))
+    print("floor: %d bare module tasks on %d hosts at once: %.2f s, CPU %.1f core-s (the ansible-playbook tree %.1f, "
+          "%.2f per host; median of %d)" % (module_tasks, hosts, wall, machine, ansible, ansible / hosts, rounds), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1,2,4,8")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--mitogen", help="directory holding the mitogen package (pip install --target)")
+    parser.add_argument("--floor", type=int, metavar="K", default=0,
+                        help="also run a play of K bare module tasks (ansible.builtin.ping) on the largest size's "
+                             "hosts: the least CPU a rollback of K module runs per host takes here (the immediate "
+                             "rollback makes 9)")
     opts = parser.parse_args()
     sizes = [int(n) for n in opts.sizes.split(",")]
 
@@ -118,8 +145,12 @@ def main():
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(make, names))
         print("made %d stacks in %.1f s (load %s)" % (len(names), time.monotonic() - started, load()), flush=True)
-        for round_no in range(opts.rounds):
-            for size in sizes:
+        if opts.floor:
+            floor(work, max(sizes), opts.floor, 3)
+        # Round 0 warms up, not counted: one rollback of one stack. The first run after the collection
+        # changed builds its module payloads and compiled templates again (payload_cache, warm_workers).
+        for round_no, round_sizes in [(0, sizes[:1])] + [(r + 1, sizes) for r in range(opts.rounds)]:
+            for size in round_sizes:
                 for strategy, env in strategies.items():
                     hosts = names[:size]
                     with ThreadPoolExecutor(4) as pool:
@@ -140,13 +171,17 @@ def main():
                     machine, ansible = machine_cpu_seconds() - machine0, children_cpu_seconds() - ansible0
                     if proc.returncode != 0:
                         print(proc.stdout[-3000:])
-                        print("round %d %-8s N=%d  FAILED after %.2f s (not counted)" % (round_no + 1, strategy, size, wall))
+                        print("round %d %-8s N=%d  FAILED after %.2f s (not counted)" % (round_no, strategy, size, wall))
+                        continue
+                    if round_no == 0:
+                        print("warm-up  %-8s N=%d  %6.2f s  CPU %.1f core-s (not counted)" % (strategy, size, wall, machine),
+                              flush=True)
                         continue
                     results[strategy][size].append(wall)
                     cpu[strategy][size].append((machine, ansible))
                     print("round %d %-8s N=%d  %6.2f s  %5.2f s/host  (load before %s)  CPU %.1f core-s, %.2f of %d cores busy:"
                           " ansible-playbook and its children %.1f, the rest (engine, containers, kernel) %.1f" % (
-                              round_no + 1, strategy, size, wall, wall / size, before, machine, machine / wall,
+                              round_no, strategy, size, wall, wall / size, before, machine, machine / wall,
                               os.cpu_count(), ansible, machine - ansible), flush=True)
     finally:
         for name in names:

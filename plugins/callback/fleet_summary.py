@@ -22,7 +22,7 @@ description:
   - Each host's own incident report is unchanged; the summary names its path
     (C(report_path) set by the C(taylordash.rollback.report) role).
   - Enable it with C(callbacks_enabled = taylordash.rollback.fleet_summary) in C(ansible.cfg).
-version_added: 0.3.0
+version_added: 0.1.0
 requirements:
   - enabled in C(callbacks_enabled)
 options:

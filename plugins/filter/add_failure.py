@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: add_failure
 short_description: Add a failure to a run's failures, keeping the first one as the cause
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - A run's failures in the order they happened; the first is the cause, later ones (cleanup,

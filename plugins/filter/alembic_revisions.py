@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: alembic_revisions
 short_description: The revisions that C(alembic current) printed
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - Reads the lines of C(alembic current) (V(0004 (head\)), V(0003), V(ae1027a6acf (effective head\))) and returns

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: command_timing
 short_description: Stamp the result of a command task with the C(timing) the modules of this collection return
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - C(ansible.builtin.command) returns C(start) and C(end) as local times of the managed host

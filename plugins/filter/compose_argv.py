@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: compose_argv
 short_description: The docker compose command line (argv) that addresses one compose project
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - Returns C([docker, compose, --project-directory, DIR, --project-name, NAME, --file, FILE, ...]) followed by

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: escalation_reason
 short_description: Why an escalation channel failed, in a few words and without secrets
-version_added: 0.3.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - Turns the registered result of a failed delivery (C(community.general.mail), C(ansible.builtin.uri),

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: escalation_state
 short_description: The incidents an escalation state file remembers, read safely
-version_added: 0.3.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - Reads the state file of the role C(taylordash.rollback.escalate) (which incident keys were paged

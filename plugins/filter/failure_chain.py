@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: failure_chain
 short_description: One line for a run's failures, the cause first
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - Joins a run's failures (P(taylordash.rollback.add_failure#filter)) into one message, the

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: incident_id
 short_description: A rollback's incident ID, unique per run and readable
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - Builds C(ROLL-<YYYYmmdd>-<HHMMSS>-<xxxx>) from a UTC clock reading, for example

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: report_components
 short_description: The runbook's "Services Affected" checklist, ticked from what changed
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - One entry per component of the runbook's checklist; a component is affected when a changed

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: report_effective_changes
 short_description: The changes of a rollback that really happened
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - Keeps the entries of a rollback's change list (one dict per service or component) that

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: report_services_changed
 short_description: Names of what a rollback changed
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - Every service whose running image differs between the before- and after-snapshot (a

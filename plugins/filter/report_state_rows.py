@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: report_state_rows
 short_description: The report's "State before and after" table, from two stack snapshots
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - Compares the snapshot taken before a rollback with the one taken after it (both results of

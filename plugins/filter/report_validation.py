@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: report_validation
 short_description: The report's "Validation Results", from the validate role's results
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - Turns C(validate_results) of the validate role into the runbook's four boxes (health check,

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: roll_forward
 short_description: The commands that undo an image rollback, from the tags it kept
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - For each change entry that kept the replaced image under a tag (C(kept_tag), for example

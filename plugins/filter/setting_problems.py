@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: setting_problems
 short_description: The settings of a role that break their rule, each named with its value
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - The roles of this collection check every setting before their first change. Argument specs

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: step_timeline
 short_description: How long each runbook step took, from the results its tasks registered
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - Takes the steps of a rollback in the order they ran, each a name and the result its task

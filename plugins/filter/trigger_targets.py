@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: trigger_targets
 short_description: The targets of taylordash.rollback.rollback_trigger, from the stack model
-version_added: 0.3.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - From the stack's services (C(stack_services)) and API settings, builds the O(_input) of

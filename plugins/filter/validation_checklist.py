@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: validation_checklist
 short_description: The runbook's manual checklist, from the requests and pg_isready that checked it
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - One item per endpoint that M(taylordash.rollback.http_latency) checked (login, projects API,

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: validation_failures
 short_description: Every failed check of a post-rollback validation, one line each
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - The P1 script's failure first, then each failed checklist item, then each endpoint that

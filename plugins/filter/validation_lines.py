@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: validation_lines
 short_description: A post-rollback validation's results as lines for the operator
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - The verdict and duration, the P1 script's message (when it ran), each checklist item and

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: validation_performance
 short_description: The response-time figures of each endpoint, from a latency measurement
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - One item per endpoint that M(taylordash.rollback.http_latency) measured, with its p50, p95

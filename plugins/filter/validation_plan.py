@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: validation_plan
 short_description: Which post-rollback checks fit the stack, which are skipped and why
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - The validate role's checks are the TaylorDash runbook's - a P1 script, a login, a projects API,

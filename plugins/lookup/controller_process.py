@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: controller_process
 short_description: The process ID of the ansible-playbook run on the controller
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 description:
   - Returns, as a one-item list, the process ID of the C(ansible-playbook) (or C(ansible)) process

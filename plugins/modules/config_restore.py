@@ -28,7 +28,7 @@ description:
     C(<dest><keep_suffix>), never overwritten. If an item fails, the items already replaced are
     put back from their kept copies.
   - A live file equal to its backup is left alone and nothing is kept for it.
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 requirements:
   - The Python library C(cryptography) on the target host, to check certificates and keys.

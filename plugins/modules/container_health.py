@@ -20,7 +20,7 @@ description:
   - Use M(taylordash.rollback.health_poll) when the service has a URL that answers when it is
     healthy; this module only reads what the Docker engine knows about the containers.
   - Read-only; it never changes anything and reads for real in check mode too.
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 requirements:
   - The C(docker) command line client with the compose v2 plugin on the target host.

@@ -56,7 +56,7 @@ options:
       - Mutually exclusive with O(repository); each name at most once.
     type: list
     elements: str
-    version_added: 0.2.0
+    version_added: 0.1.0
   from_tag:
     description:
       - What to go back to. Either a tag of O(repository), for example V(previous) or V(v1.4.2),
@@ -255,7 +255,7 @@ repositories:
   type: list
   elements: str
   sample: [taylordash_backend, taylordash_frontend]
-  version_added: 0.2.0
+  version_added: 0.1.0
 results:
   description:
     - With O(repositories), one result per repository in the order given, each with the keys a run with
@@ -265,7 +265,7 @@ results:
   type: list
   elements: dict
   sample: [{repository: taylordash_backend, changed: true, kept_tag: rollback-20240518T101500Z}]
-  version_added: 0.2.0
+  version_added: 0.1.0
 recreate:
   description:
     - What O(recreate) did. C(ran) says whether C(docker compose up) ran; when it did not, C(msg) says

@@ -26,7 +26,7 @@ description:
     back and nginx reloaded again, and the task fails with the reason (RV(reverted) says whether the old
     config is back).
   - Fails before changing anything when nginx is not running or the candidate cannot be read.
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 extends_documentation_fragment:
   - taylordash.rollback.attributes

@@ -26,7 +26,7 @@ description:
     checks failed O(failures) times in a row, or the error rate is above the limit with 95 %
     confidence), so a broken deploy is detected in a few seconds.
   - Read-only; it never changes anything and samples in check mode too.
-version_added: 0.2.0
+version_added: 0.1.0
 author: TaylorDash operations team (@taylordash)
 extends_documentation_fragment:
   - taylordash.rollback.attributes
