@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import email
 import email.policy
+import errno
 import json
 import socket
 import ssl
@@ -149,9 +150,19 @@ class SMTPReceiver:
         if self.starttls:
             self._tmp = tempfile.TemporaryDirectory(prefix="smtp-tls-")
             kwargs.update(tls_context=self_signed_context(Path(self._tmp.name)), require_starttls=True)
-        self._controller = Controller(self._handler(), hostname=self.host, port=self.port,
-                                      ready_timeout=10, **kwargs)
-        self._controller.start()
+        # free_port() only found a port free: something else may bind it before the server does.
+        # Then another port, a few times (tests read .port after start()).
+        for attempt in range(5):
+            self._controller = Controller(self._handler(), hostname=self.host, port=self.port,
+                                          ready_timeout=10, **kwargs)
+            try:
+                self._controller.start()
+                return self
+            except OSError as exc:
+                self._controller = None
+                if exc.errno != errno.EADDRINUSE or attempt == 4:
+                    raise
+                self.port = free_port()
         return self
 
     def stop(self) -> None:
