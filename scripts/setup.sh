@@ -62,7 +62,9 @@ stamp=.venv/.requirements.sha256
 venv_layout="no-compile, then compileall without ansible_collections"
 want=$( (cat requirements.txt; echo "$python"; "$python" -VV; echo "$venv_layout") | sha256sum | cut -d' ' -f1)
 if [ -L .venv ] || [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    venv_cache=${TAYLORDASH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/taylordash-rollback}
+    # Without a home directory (HOME unset) the cache stays in this clone's .cache.
+    cache_home=${XDG_CACHE_HOME:-${HOME:+$HOME/.cache}}
+    venv_cache=${TAYLORDASH_CACHE_DIR:-${cache_home:-$root/.cache}/taylordash-rollback}
     venv_dir="$venv_cache/venv-${want:0:16}"
     mkdir -p "$venv_cache"
     (
